@@ -1,0 +1,7 @@
+"""distilwhisper: Whisper and Distil-Whisper inference in plain PyTorch."""
+
+from .errors import DistilWhisperError
+from .model import ModelDims, Whisper
+from .transcribe import Transcriber, Transcription, load_model
+
+__all__ = ["DistilWhisperError", "ModelDims", "Transcriber", "Transcription", "Whisper", "load_model"]

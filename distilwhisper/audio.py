@@ -1,0 +1,181 @@
+"""Audio file -> 16 kHz mono samples -> the log-Mel spectrogram Whisper's encoder was trained on."""
+
+import math
+import os
+import shutil
+import struct
+import subprocess
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import DistilWhisperError
+
+# hard-coded audio hyperparameters of every Whisper model
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP_LENGTH = 160
+CHUNK_LENGTH = 30
+N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30-second chunk
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 frames in a mel spectrogram input
+
+# WAVE format tags; EXTENSIBLE keeps the real tag in the first two bytes of its SubFormat GUID
+_WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode an audio file to float32 mono samples in [-1, 1] at `sample_rate`.
+
+    ffmpeg reads any format when it is on PATH; without it only WAV files can be read.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise DistilWhisperError(f"{path} is a directory, not an audio file")
+    if not os.path.isfile(path):
+        raise DistilWhisperError(f"audio file not found: {path}")
+    audio = _decode_ffmpeg(path, sample_rate) if shutil.which("ffmpeg") else _read_wav(path, sample_rate)
+    if audio.size == 0:
+        raise DistilWhisperError(f"{path} contains no audio samples")
+    return audio
+
+
+def _decode_ffmpeg(path: str, sample_rate: int) -> np.ndarray:
+    # ffmpeg downmixes and resamples too; 16-bit output is all the precision Whisper needs.
+    cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", path,
+           "-f", "s16le", "-ac", "1", "-acodec", "pcm_s16le", "-ar", str(sample_rate), "-"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True)
+    if result.returncode != 0:
+        # ffmpeg's last stderr line is the reason ("Invalid data found when processing input", ...)
+        lines = result.stderr.decode(errors="replace").strip().splitlines() or ["unknown error"]
+        raise DistilWhisperError(f"could not decode {path} with ffmpeg: {lines[-1]}")
+    return np.frombuffer(result.stdout, np.int16).astype(np.float32) / 32768.0
+
+
+def _read_wav(path: str, sample_rate: int) -> np.ndarray:
+    # Parse RIFF chunks by hand: the stdlib `wave` module rejects float and WAVE_FORMAT_EXTENSIBLE files.
+    try:
+        with open(path, "rb") as f:
+            raw = memoryview(f.read())
+    except OSError as e:
+        raise DistilWhisperError(f"cannot read {path}: {e.strerror}") from None
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        raise DistilWhisperError(f"could not decode {path}: not a WAV file, and other formats need ffmpeg on PATH")
+    chunks, pos = {}, 12
+    while pos + 8 <= len(raw):
+        chunk_id, size = struct.unpack_from("<4sI", raw, pos)
+        # slicing clips a size that overruns the file, as streamed WAVs write it
+        chunks.setdefault(bytes(chunk_id), raw[pos + 8 : pos + 8 + size])
+        pos += 8 + size + size % 2  # chunks are padded to an even length
+    fmt, data = chunks.get(b"fmt "), chunks.get(b"data")
+    if fmt is None or data is None or len(fmt) < 16:
+        raise DistilWhisperError(f"could not decode {path}: corrupt WAV file (missing fmt or data chunk)")
+    tag, channels, rate, _, block_align, _ = struct.unpack_from("<HHIIHH", fmt)
+    if tag == _WAVE_EXTENSIBLE and len(fmt) >= 26:
+        tag = struct.unpack_from("<H", fmt, 24)[0]
+    if channels == 0 or rate == 0:
+        raise DistilWhisperError(f"could not decode {path}: corrupt WAV file ({channels} channels at {rate} Hz)")
+    width = block_align // channels  # container bytes per sample; 20-bit audio lives in 3 bytes
+    count = len(data) // block_align * channels if block_align else 0  # whole frames only
+
+    if tag == _WAVE_PCM and width == 1:  # 8-bit PCM is the one unsigned format
+        audio = (np.frombuffer(data, np.uint8, count).astype(np.float32) - 128.0) / 128.0
+    elif tag == _WAVE_PCM and width in (2, 3, 4):
+        # Put each sample in the top bytes of an int32 so one view reads 16-, 24- and 32-bit PCM alike.
+        padded = np.zeros((count, 4), np.uint8)
+        padded[:, 4 - width :] = np.frombuffer(data, np.uint8, count * width).reshape(count, width)
+        audio = padded.view("<i4")[:, 0].astype(np.float32) / 2.0**31
+    elif tag == _WAVE_FLOAT and width in (4, 8):
+        audio = np.frombuffer(data, f"<f{width}", count).astype(np.float32)
+    else:
+        raise DistilWhisperError(
+            f"could not decode {path}: unsupported WAV encoding (format tag {tag:#06x}, {8 * width}-bit); "
+            "install ffmpeg to read it"
+        )
+    audio = audio.reshape(-1, channels).mean(axis=1)
+    if rate != sample_rate:
+        audio = _resample(audio, rate, sample_rate)
+    # ffmpeg's 16-bit output clips; do the same so float WAVs and resampling overshoot stay in range
+    return np.clip(audio, -1.0, 1.0)
+
+
+def _resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """Band-limited resampling with a Hann-windowed sinc: torchaudio.functional.resample's algorithm, longer filter."""
+    g = math.gcd(orig_rate, new_rate)
+    orig, new = orig_rate // g, new_rate // g
+    zeros = 32  # sinc zero crossings each side: flat to 3.4 kHz even from 8 kHz telephone audio
+    # Cut off just below the lower Nyquist frequency, leaving room for the filter's transition band.
+    cutoff = min(orig, new) * 0.99
+    width = math.ceil(zeros * orig / cutoff)
+    # One kernel per output phase: kernel j interpolates at input offset j * orig / new.
+    offsets = torch.arange(-width, width + orig, dtype=torch.float64) / orig
+    t = offsets - torch.arange(new, dtype=torch.float64)[:, None] / new
+    t = (t * cutoff).clamp(-zeros, zeros)
+    window = torch.cos(t * math.pi / zeros / 2) ** 2
+    kernels = torch.sinc(t) * window * cutoff / orig
+    x = F.pad(torch.from_numpy(audio)[None, None], (width, width + orig))
+    out = F.conv1d(x, kernels.to(torch.float32)[:, None], stride=orig)  # (1, new, len / orig)
+    length = math.ceil(len(audio) * new / orig)
+    return out[0].T.reshape(-1)[:length].numpy()
+
+
+def pad_or_trim(audio: torch.Tensor | np.ndarray, length: int = N_SAMPLES, axis: int = -1):
+    """Zero-pad or cut `audio` along `axis` to exactly `length` samples, as the encoder expects."""
+    size = audio.shape[axis]
+    if size > length:
+        if torch.is_tensor(audio):
+            return audio.narrow(axis, 0, length)
+        return audio.take(range(length), axis=axis)
+    if size < length:
+        widths = [(0, 0)] * audio.ndim
+        widths[axis] = (0, length - size)
+        if torch.is_tensor(audio):
+            return F.pad(audio, [p for w in reversed(widths) for p in w])  # F.pad lists the last axis first
+        return np.pad(audio, widths)
+    return audio
+
+
+@lru_cache(maxsize=None)
+def mel_filters(n_mels: int, device=None) -> torch.Tensor:
+    """The (n_mels, N_FFT // 2 + 1) triangular filterbank of librosa.filters.mel(sr=16000, n_fft=400):
+    Slaney's mel scale and Slaney's area normalization over 0..8000 Hz."""
+    # Slaney's mel scale is linear (3 mels per 200 Hz) below 1 kHz and logarithmic above.
+    log_step = np.log(6.4) / 27.0
+    top_mel = 15.0 + np.log(SAMPLE_RATE / 2 / 1000.0) / log_step
+    mels = np.linspace(0.0, top_mel, n_mels + 2)
+    edges = np.where(mels < 15.0, mels * 200.0 / 3.0, 1000.0 * np.exp(log_step * (mels - 15.0)))
+    fft_freqs = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    # Filter i rises from edges[i] to a peak of 1 at edges[i + 1] and falls back to 0 at edges[i + 2].
+    distance = edges[:, None] - fft_freqs[None, :]
+    rising = -distance[:-2] / np.diff(edges)[:-1, None]
+    falling = distance[2:] / np.diff(edges)[1:, None]
+    filters = np.maximum(0.0, np.minimum(rising, falling))
+    # Equal area per filter, so the wide high-frequency bands do not outweigh the narrow low ones.
+    filters *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return torch.from_numpy(filters).to(device=device, dtype=torch.float32)
+
+
+def log_mel_spectrogram(audio: torch.Tensor | np.ndarray, n_mels: int = 80, device=None) -> torch.Tensor:
+    """Whisper's input features for 16 kHz audio of shape (samples,) or (batch, samples).
+
+    Returns float32 (n_mels, frames) or (batch, n_mels, frames) on `device` (default: the input's).
+    Pad with pad_or_trim first: the encoder expects N_SAMPLES samples, i.e. N_FRAMES frames.
+    """
+    audio = torch.as_tensor(audio).to(device=device, dtype=torch.float32)
+    if audio.ndim not in (1, 2) or audio.shape[-1] <= N_FFT // 2:
+        raise DistilWhisperError(
+            f"expected audio of shape (samples,) or (batch, samples) with more than {N_FFT // 2} samples, "
+            f"got {tuple(audio.shape)}"
+        )
+    if not torch.isfinite(audio).all():
+        raise DistilWhisperError("audio passed to log_mel_spectrogram contains NaN or infinite samples")
+    window = torch.hann_window(N_FFT, device=audio.device)
+    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, return_complex=True)
+    # Whisper drops the last frame, so N_SAMPLES samples give exactly N_FRAMES frames.
+    power = stft[..., :-1].abs() ** 2
+    log_spec = (mel_filters(n_mels, audio.device) @ power).clamp(min=1e-10).log10()
+    # Keep 80 dB below each example's own peak, then scale to roughly [-1, 1].
+    peak = log_spec.amax(dim=(-2, -1), keepdim=True)
+    log_spec = torch.maximum(log_spec, peak - 8.0)
+    return (log_spec + 4.0) / 4.0

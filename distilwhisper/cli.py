@@ -1,0 +1,113 @@
+"""`distilwhisper AUDIO [AUDIO ...]`: transcribe files, one readable line per failure, the rest still done.
+
+Exit status: 0 when every file was transcribed, 1 when some failed, 2 when nothing could start
+(bad options, a model that does not load).
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import DistilWhisperError
+from .transcribe import DTYPES, Transcriber, Transcription, as_waveform, load_model
+
+DEFAULT_MODEL = "distil-whisper/distil-large-v2"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="distilwhisper", description="Transcribe speech with Whisper / Distil-Whisper.")
+    parser.add_argument("audio", nargs="+", help="audio files (WAV always; any format ffmpeg reads when it is installed)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint folder or hub repo id (default: %(default)s)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
+    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: float16 on GPU, float32 on CPU")
+    parser.add_argument("--language", default="en", help="language code, e.g. en (default: %(default)s)")
+    parser.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8, help="files decoded together (default: %(default)s)")
+    parser.add_argument("--output-format", default="txt", choices=["txt", "json"])
+    parser.add_argument("--output-dir", default=None, help="write one file per input here instead of printing")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    return args
+
+
+def render(result: Transcription, source: str, output_format: str) -> str:
+    if output_format == "json":
+        fields = {"file": source, "text": result.text.strip(), "language": result.language, "tokens": result.tokens,
+                  "avg_logprob": result.avg_logprob, "no_speech_prob": result.no_speech_prob}
+        return json.dumps(fields, ensure_ascii=False)
+    return result.text.strip()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write beside the target, then rename over it: readers never see a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def fail(message: str) -> None:
+    print(f"distilwhisper: error: {message}", file=sys.stderr)
+
+
+def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argparse.Namespace) -> int:
+    """Transcribe the files that load, write or print each result; return how many files failed."""
+    loaded = []
+    for source in sources:
+        try:
+            loaded.append((source, as_waveform(source)))
+        except DistilWhisperError as e:
+            fail(str(e))
+    if not loaded:
+        return len(sources)
+    names, waveforms = zip(*loaded)
+    try:
+        results = transcriber.transcribe(list(waveforms), args.language, args.task, args.max_new_tokens)
+    except DistilWhisperError as e:
+        for source in names:
+            fail(f"{source}: {e}")
+        return len(sources)
+    failures = len(sources) - len(loaded)
+    for source, result in zip(names, results):
+        output = render(result, source, args.output_format)
+        if args.output_dir is None:
+            print(output, flush=True)
+            continue
+        target = Path(args.output_dir) / f"{Path(source).stem}.{args.output_format}"
+        try:
+            write_atomically(target, output)
+        except OSError as e:
+            fail(f"{source}: cannot write {target}: {e.strerror or e}")
+            failures += 1
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.output_dir is not None:
+            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        transcriber = load_model(args.model, device=args.device, dtype=args.dtype)
+        transcriber.prompt(args.language, args.task, args.max_new_tokens)  # bad options fail before any work
+    except DistilWhisperError as e:
+        fail(str(e))
+        return 2
+    except OSError as e:
+        fail(f"cannot create output folder {args.output_dir}: {e.strerror or e}")
+        return 2
+    batches = [args.audio[i : i + args.batch_size] for i in range(0, len(args.audio), args.batch_size)]
+    failures = sum(transcribe_batch(transcriber, batch, args) for batch in batches)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Greedy decoding with Whisper's logit rules, batched, over the decoder's static cache.
+
+Each rule is a tiny class with one method, `apply(logits, step)`, so rules can be tested one by one and
+composed in a list. The loop itself reads like the algorithm: prefill the prompt, then one token at a time.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .model import Whisper
+
+
+class SuppressTokens:
+    """Never emit these tokens (non-speech symbols, task tokens...): the checkpoint's `suppress_tokens`."""
+
+    def __init__(self, tokens: list[int] | tuple[int, ...]):
+        self.tokens = list(tokens)
+
+    def apply(self, logits: Tensor, step: int) -> None:
+        logits[:, self.tokens] = -torch.inf
+
+
+class SuppressAtBegin:
+    """Nor these as the first token (a blank or an immediate end): the checkpoint's `begin_suppress_tokens`."""
+
+    def __init__(self, tokens: list[int] | tuple[int, ...]):
+        self.tokens = list(tokens)
+
+    def apply(self, logits: Tensor, step: int) -> None:
+        if step == 0:
+            logits[:, self.tokens] = -torch.inf
+
+
+@dataclass(frozen=True)
+class DecodingResult:
+    tokens: list[list[int]]  # per sequence, the tokens generated before the end token
+    avg_logprobs: list[float]  # mean log-probability of those tokens and the end token
+    no_speech_probs: list[float]  # probability of <|nospeech|> right after <|startoftranscript|>
+
+
+@torch.inference_mode()
+def greedy_decode(
+    model: Whisper,
+    audio_features: Tensor,
+    prompt: list[int],
+    eot: int,
+    rules: list,
+    max_new_tokens: int,
+    no_speech: int | None = None,
+) -> DecodingResult:
+    """Decode every sequence of the batch until it emits `eot` or `max_new_tokens` are generated.
+
+    The prompt must start with <|startoftranscript|>: the logits there give the no-speech probability.
+    """
+    batch, device = audio_features.shape[0], audio_features.device
+    model.decoder.setup_caches(audio_features)
+    tokens = torch.tensor([prompt], device=device).expand(batch, -1)
+    prompt_logits = model.decoder(tokens, torch.arange(len(prompt), device=device))
+    no_speech_probs = prompt_logits[:, 0].float().softmax(dim=-1)[:, no_speech] if no_speech is not None else None
+    logits = prompt_logits[:, -1]
+
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    sum_logprobs = torch.zeros(batch, device=device)
+    generated = []
+    for step in range(max_new_tokens):
+        logits = logits.float()
+        for rule in rules:
+            rule.apply(logits, step)
+        next_tokens = torch.where(finished, eot, logits.argmax(dim=-1))
+        logprobs = logits.log_softmax(dim=-1).gather(1, next_tokens[:, None])[:, 0]
+        sum_logprobs += torch.where(finished, 0.0, logprobs)
+        generated.append(next_tokens)
+        finished |= next_tokens == eot
+        if finished.all() or step == max_new_tokens - 1:
+            break
+        position = torch.tensor([len(prompt) + step], device=device)
+        logits = model.decoder(next_tokens[:, None], position)[:, -1]
+
+    rows = torch.stack(generated, dim=1).tolist()
+    tokens = [row[: row.index(eot)] if eot in row else row for row in rows]
+    # Like openai/whisper, the end token counts in the average.
+    avg_logprobs = [total / (len(row) + 1) for total, row in zip(sum_logprobs.tolist(), tokens)]
+    no_speech_probs = no_speech_probs.tolist() if no_speech_probs is not None else [float("nan")] * batch
+    return DecodingResult(tokens, avg_logprobs, no_speech_probs)

@@ -1,0 +1,202 @@
+"""The Whisper network, written out by hand.
+
+Attribute names follow the Hugging Face checkpoint keys (`model.encoder.layers.0.self_attn.q_proj.weight`
+is `Whisper.encoder.layers[0].self_attn.q_proj.weight`), so loading is a straight copy.
+
+The decoder keeps a static key/value cache (gpt-fast style): buffers sized for the whole text context,
+written in place at `input_pos`, so every decoding step has the same shapes and can be compiled.
+Cross-attention keys/values depend only on the audio, so they are computed once per batch.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    n_mels: int
+    n_audio_ctx: int  # encoder positions: 1500 for 30 s of audio
+    n_text_ctx: int  # decoder positions: 448
+    n_vocab: int
+    d_model: int
+    encoder_layers: int
+    encoder_heads: int
+    encoder_ffn: int
+    decoder_layers: int
+    decoder_heads: int
+    decoder_ffn: int
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:
+    """Whisper's fixed encoder positions: sin on the first half of the channels, cos on the second."""
+    log_timescale_increment = math.log(max_timescale) / (channels // 2 - 1)
+    inv_timescales = torch.exp(-log_timescale_increment * torch.arange(channels // 2))
+    scaled_time = torch.arange(length)[:, None] * inv_timescales[None, :]
+    return torch.cat([torch.sin(scaled_time), torch.cos(scaled_time)], dim=1)
+
+
+class KVCache(nn.Module):
+    """Preallocated keys/values of shape (batch, heads, positions, head_dim), updated in place."""
+
+    def __init__(self, batch: int, heads: int, positions: int, head_dim: int, dtype: torch.dtype, device):
+        super().__init__()
+        shape = (batch, heads, positions, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        self.k[:, :, input_pos] = k
+        self.v[:, :, input_pos] = v
+        return self.k, self.v
+
+
+class Attention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model, bias=False)  # a bias on keys cancels in softmax
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def heads(self, x: Tensor) -> Tensor:
+        """(batch, time, d_model) -> (batch, heads, time, head_dim)"""
+        return x.unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
+
+    def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.heads(self.k_proj(x)), self.heads(self.v_proj(x))
+
+    def attend(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        out = F.scaled_dot_product_attention(self.heads(self.q_proj(x)), k, v, attn_mask=mask)
+        return self.out_proj(out.transpose(1, 2).flatten(2))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, ffn: int):
+        super().__init__()
+        self.self_attn = Attention(d_model, n_heads)
+        self.self_attn_layer_norm = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, ffn)
+        self.fc2 = nn.Linear(ffn, d_model)
+        self.final_layer_norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.self_attn_layer_norm(x)
+        x = x + self.self_attn.attend(h, *self.self_attn.keys_values(h))
+        return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, ffn: int):
+        super().__init__()
+        self.self_attn = Attention(d_model, n_heads)
+        self.self_attn_layer_norm = nn.LayerNorm(d_model)
+        self.encoder_attn = Attention(d_model, n_heads)
+        self.encoder_attn_layer_norm = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, ffn)
+        self.fc2 = nn.Linear(ffn, d_model)
+        self.final_layer_norm = nn.LayerNorm(d_model)
+        self.self_cache: KVCache | None = None
+        self.cross_cache: KVCache | None = None
+
+    def forward(self, x: Tensor, input_pos: Tensor, mask: Tensor) -> Tensor:
+        h = self.self_attn_layer_norm(x)
+        k, v = self.self_cache.update(input_pos, *self.self_attn.keys_values(h))
+        x = x + self.self_attn.attend(h, k, v, mask)
+        h = self.encoder_attn_layer_norm(x)
+        x = x + self.encoder_attn.attend(h, self.cross_cache.k, self.cross_cache.v)
+        return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+
+
+class Encoder(nn.Module):
+    def __init__(self, dims: ModelDims):
+        super().__init__()
+        self.conv1 = nn.Conv1d(dims.n_mels, dims.d_model, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(dims.d_model, dims.d_model, kernel_size=3, stride=2, padding=1)
+        # Fixed sinusoids, but checkpoints store them, so they load like any weight.
+        self.embed_positions = nn.Embedding(dims.n_audio_ctx, dims.d_model)
+        with torch.no_grad():
+            self.embed_positions.weight.copy_(sinusoids(dims.n_audio_ctx, dims.d_model))
+        self.layers = nn.ModuleList(
+            EncoderLayer(dims.d_model, dims.encoder_heads, dims.encoder_ffn) for _ in range(dims.encoder_layers)
+        )
+        self.layer_norm = nn.LayerNorm(dims.d_model)
+
+    def forward(self, mel: Tensor) -> Tensor:
+        """(batch, n_mels, 2 * n_audio_ctx) log-mel -> (batch, n_audio_ctx, d_model) audio features"""
+        expected = (self.conv1.in_channels, 2 * self.embed_positions.num_embeddings)
+        if mel.ndim != 3 or tuple(mel.shape[1:]) != expected:
+            raise ValueError(f"expected log-mel of shape (batch, {expected[0]}, {expected[1]}), got {tuple(mel.shape)}")
+        x = F.gelu(self.conv1(mel))
+        x = F.gelu(self.conv2(x)).transpose(1, 2)
+        x = x + self.embed_positions.weight
+        for layer in self.layers:
+            x = layer(x)
+        return self.layer_norm(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, dims: ModelDims):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(dims.n_vocab, dims.d_model)
+        self.embed_positions = nn.Embedding(dims.n_text_ctx, dims.d_model)
+        self.layers = nn.ModuleList(
+            DecoderLayer(dims.d_model, dims.decoder_heads, dims.decoder_ffn) for _ in range(dims.decoder_layers)
+        )
+        self.layer_norm = nn.LayerNorm(dims.d_model)
+        self.n_text_ctx = dims.n_text_ctx
+        self.register_buffer("causal_mask", None, persistent=False)  # made with the caches, on their device
+
+    def setup_caches(self, audio_features: Tensor) -> None:
+        """Allocate the self-attention caches for this batch and fill the cross-attention ones."""
+        batch, dtype, device = audio_features.shape[0], audio_features.dtype, audio_features.device
+        if self.causal_mask is None or self.causal_mask.device != device:
+            self.causal_mask = torch.ones(self.n_text_ctx, self.n_text_ctx, dtype=torch.bool, device=device).tril()
+        for layer in self.layers:
+            heads, head_dim = layer.self_attn.n_heads, self.embed_tokens.embedding_dim // layer.self_attn.n_heads
+            if not _fits(layer.self_cache, batch, dtype, device):
+                layer.self_cache = KVCache(batch, heads, self.n_text_ctx, head_dim, dtype, device)
+            if not _fits(layer.cross_cache, batch, dtype, device, audio_features.shape[1]):
+                layer.cross_cache = KVCache(batch, heads, audio_features.shape[1], head_dim, dtype, device)
+            k, v = layer.encoder_attn.keys_values(audio_features)
+            layer.cross_cache.k.copy_(k)
+            layer.cross_cache.v.copy_(v)
+
+    def forward(self, tokens: Tensor, input_pos: Tensor) -> Tensor:
+        """(batch, time) tokens at positions `input_pos` (time,) -> (batch, time, n_vocab) logits.
+
+        Positions before `input_pos` must already be in the cache (earlier calls since `setup_caches`).
+        """
+        x = self.embed_tokens(tokens) + self.embed_positions(input_pos)
+        mask = self.causal_mask[input_pos]
+        for layer in self.layers:
+            x = layer(x, input_pos, mask)
+        # The output projection is tied to the token embedding.
+        return self.layer_norm(x) @ self.embed_tokens.weight.T
+
+
+def _fits(cache: KVCache | None, batch: int, dtype: torch.dtype, device, positions: int | None = None) -> bool:
+    return (
+        cache is not None
+        and cache.k.shape[0] == batch
+        and cache.k.dtype == dtype
+        and cache.k.device == device
+        and (positions is None or cache.k.shape[2] == positions)
+    )
+
+
+class Whisper(nn.Module):
+    def __init__(self, dims: ModelDims):
+        super().__init__()
+        self.dims = dims
+        self.encoder = Encoder(dims)
+        self.decoder = Decoder(dims)
+
+    def forward(self, mel: Tensor, tokens: Tensor) -> Tensor:
+        """Teacher-forced logits for `tokens` given the audio: one call, no cached state carried over."""
+        self.decoder.setup_caches(self.encoder(mel))
+        return self.decoder(tokens, torch.arange(tokens.shape[1], device=tokens.device))

@@ -1,0 +1,143 @@
+"""Whisper's tokenizer on tiktoken, built from a Hugging Face checkpoint's own vocab.json and tokenizer.json.
+
+Every special id is read from the checkpoint rather than hard-coded: large-v3 has one more language than the
+other checkpoints, which shifts every id after the language tokens.
+"""
+
+import json
+from pathlib import Path
+
+import tiktoken
+
+from .errors import DistilWhisperError
+
+# GPT-2's pre-tokenizer regex; Hugging Face's ByteLevel pre-tokenizer uses the same one.
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+TASKS = ("transcribe", "translate")
+TIME_PRECISION = 0.02  # seconds per timestamp token
+N_TIMESTAMPS = 1501  # <|0.00|> .. <|30.00|>
+# Besides these, each checkpoint has one of <|nospeech|> or <|nocaptions|>.
+REQUIRED_SPECIALS = (
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|notimestamps|>",
+)
+
+
+class Tokenizer:
+    """Text <-> token ids, plus the ids of the special tokens the decoder prompt and sampling rules need.
+
+    Attribute names follow openai/whisper's Tokenizer, so decoding code reads the same.
+    """
+
+    def __init__(self, encoding: tiktoken.Encoding):
+        self.encoding = encoding
+        special = encoding.encode_single_token
+        self.eot = special("<|endoftext|>")
+        self.sot = special("<|startoftranscript|>")
+        self.transcribe = special("<|transcribe|>")
+        self.translate = special("<|translate|>")
+        self.sot_prev = special("<|startofprev|>")
+        self.sot_lm = special("<|startoflm|>")
+        # Renamed from <|nocaptions|> to <|nospeech|> in later checkpoints; the id means the same.
+        no_speech = "<|nospeech|>" if "<|nospeech|>" in encoding.special_tokens_set else "<|nocaptions|>"
+        self.no_speech = special(no_speech)
+        self.no_timestamps = special("<|notimestamps|>")
+        self.timestamp_begin = special("<|0.00|>")
+        # Languages sit between <|startoftranscript|> and <|translate|>, in the order the model was trained with.
+        self.language_codes = tuple(
+            encoding.decode_single_token_bytes(i).decode()[2:-2] for i in range(self.sot + 1, self.translate)
+        )
+
+    def language_token(self, language: str) -> int:
+        """The id of <|xx|> for a language code such as "en"."""
+        if language not in self.language_codes:
+            known = ", ".join(self.language_codes)
+            raise DistilWhisperError(f"unknown language '{language}'; this checkpoint knows: {known}")
+        return self.encoding.encode_single_token(f"<|{language}|>")
+
+    def sot_sequence(self, language: str | None, task: str, timestamps: bool = False) -> list[int]:
+        """The decoder prompt: <|startoftranscript|> [<|xx|>] <|task|> [<|notimestamps|>].
+
+        language None leaves the language token out, as English-only checkpoints expect.
+        """
+        if task not in TASKS:
+            raise DistilWhisperError(f"unknown task '{task}'; use 'transcribe' or 'translate'")
+        tokens = [self.sot]
+        if language is not None:
+            tokens.append(self.language_token(language))
+        tokens.append(self.transcribe if task == "transcribe" else self.translate)
+        if not timestamps:
+            tokens.append(self.no_timestamps)
+        return tokens
+
+    def encode(self, text: str) -> list[int]:
+        """Plain text to ids; "<|endoftext|>" written in the text is ordinary text, not the special token."""
+        return self.encoding.encode(text, disallowed_special=())
+
+    def decode(self, tokens: list[int]) -> str:
+        """Ids to text, dropping specials and timestamps (every id from <|endoftext|> up)."""
+        return self.encoding.decode([t for t in tokens if t < self.eot])
+
+    def decode_with_timestamps(self, tokens: list[int]) -> str:
+        """Like decode, but timestamp tokens are written out as "<|1.08|>".
+
+        Text between timestamps is decoded piece by piece, as Hugging Face does, so a character split
+        across a timestamp decodes the same way in both.
+        """
+        parts, text = [], []
+        for token in tokens:
+            if token >= self.timestamp_begin:
+                parts.append(self.decode(text))
+                parts.append(f"<|{(token - self.timestamp_begin) * TIME_PRECISION:.2f}|>")
+                text = []
+            else:
+                text.append(token)
+        parts.append(self.decode(text))
+        return "".join(parts)
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's bytes_to_unicode, inverted: vocab.json spells each byte as a printable character."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = {b: chr(b) for b in printable}
+    for n, b in enumerate(b for b in range(256) if b not in chars):
+        chars[b] = chr(256 + n)
+    return {c: b for b, c in chars.items()}
+
+
+def load_tokenizer(model_dir: str | Path) -> Tokenizer:
+    """Build the tokenizer from vocab.json (the BPE ranks) and tokenizer.json (the special tokens)."""
+    model_dir = Path(model_dir)
+    for name in ("vocab.json", "tokenizer.json"):
+        if not (model_dir / name).is_file():
+            raise DistilWhisperError(f"{model_dir} has no {name}; expected a Hugging Face Whisper checkpoint folder")
+    vocab = json.loads((model_dir / "vocab.json").read_text(encoding="utf-8"))
+    added = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8")).get("added_tokens", [])
+    special = {t["content"]: t["id"] for t in added}
+
+    missing = [name for name in REQUIRED_SPECIALS if name not in special]
+    if not {"<|nospeech|>", "<|nocaptions|>"} & special.keys():
+        missing.append("<|nospeech|>")
+    if missing:
+        raise DistilWhisperError(
+            f"{model_dir / 'tokenizer.json'} lacks {', '.join(missing)}; is this a Whisper checkpoint?"
+        )
+    if "<|0.00|>" not in special:
+        # Older exports leave timestamps out of tokenizer.json; they follow <|notimestamps|> in the model.
+        first = special["<|notimestamps|>"] + 1
+        special |= {f"<|{i * TIME_PRECISION:.2f}|>": first + i for i in range(N_TIMESTAMPS)}
+
+    # With GPT-2-style vocabularies a token's id is its merge rank, which is all tiktoken needs.
+    first_special = min(special.values())
+    byte_of = _byte_decoder()
+    ranks = {bytes(byte_of[c] for c in token): i for token, i in vocab.items() if i < first_special}
+
+    encoding = tiktoken.Encoding(
+        name=f"whisper-{model_dir.name}", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=special
+    )
+    return Tokenizer(encoding)

@@ -1,0 +1,157 @@
+"""What users call: load a checkpoint once, then transcribe audio with it.
+
+    model = distilwhisper.load_model("distil-whisper/distil-large-v2")
+    result = model.transcribe("speech.wav")   # or a 16 kHz numpy array / torch tensor, or a list of them
+    print(result.text)
+"""
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .audio import N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim
+from .decoding import SuppressAtBegin, SuppressTokens, greedy_decode
+from .errors import DistilWhisperError
+from .model import Whisper
+from .tokenizer import Tokenizer, load_tokenizer
+from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
+
+AudioInput = str | os.PathLike | np.ndarray | torch.Tensor
+
+DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+}  # fmt: skip
+
+
+@dataclass
+class Transcription:
+    text: str  # decoded exactly as the tokenizer does it: Whisper's leading space included
+    tokens: list[int]  # the generated text tokens, no special tokens
+    language: str | None
+    avg_logprob: float  # mean log-probability of the generated tokens
+    no_speech_prob: float  # the model's belief that there is no speech at all
+
+
+def as_waveform(audio: AudioInput) -> torch.Tensor:
+    """A path, or 16 kHz samples, as a float32 tensor of at most 30 s; anything else is a clear error."""
+    if isinstance(audio, (str, os.PathLike)):
+        samples = torch.from_numpy(load_audio(audio))
+        name = str(audio)
+    elif isinstance(audio, (np.ndarray, torch.Tensor)):
+        samples = torch.as_tensor(audio)
+        name = f"{type(audio).__name__} input"
+        if samples.ndim != 1 or not (samples.is_floating_point() or samples.dtype == torch.int16):
+            raise DistilWhisperError(f"{name}: expected 1-D float samples at 16 kHz, got {samples.dtype} of shape {tuple(samples.shape)}")
+        samples = samples.float() / 32768 if samples.dtype == torch.int16 else samples.float()
+    else:
+        raise DistilWhisperError(f"cannot transcribe a {type(audio).__name__}: pass a path, a numpy array or a torch tensor")
+    if samples.numel() == 0:
+        raise DistilWhisperError(f"{name}: the audio is empty")
+    if not torch.isfinite(samples).all():
+        raise DistilWhisperError(f"{name}: the audio holds NaN or infinite samples")
+    if samples.numel() > N_SAMPLES:
+        raise DistilWhisperError(
+            f"{name}: {samples.numel() / SAMPLE_RATE:.1f} s of audio; short-form transcription takes at most "
+            f"{N_SAMPLES // SAMPLE_RATE} s"
+        )
+    return samples
+
+
+class Transcriber:
+    """A loaded checkpoint: the network, its tokenizer and its decoding defaults."""
+
+    def __init__(self, model: Whisper, tokenizer: Tokenizer, defaults: GenerationDefaults):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.defaults = defaults
+        self.rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.decoder.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.decoder.embed_tokens.weight.dtype
+
+    def prompt(self, language: str | None, task: str, max_new_tokens: int) -> list[int]:
+        """The decoder prompt, once the options are known to fit the checkpoint."""
+        prompt = self.tokenizer.sot_sequence(language, task)
+        if not 1 <= max_new_tokens <= self.model.dims.n_text_ctx - len(prompt):
+            raise DistilWhisperError(
+                f"max_new_tokens must be between 1 and {self.model.dims.n_text_ctx - len(prompt)} "
+                f"(the decoder holds {self.model.dims.n_text_ctx} positions, the prompt takes {len(prompt)})"
+            )
+        return prompt
+
+    @torch.inference_mode()
+    def transcribe(
+        self,
+        audio: AudioInput | list[AudioInput],
+        language: str | None = "en",
+        task: str = "transcribe",
+        max_new_tokens: int = 128,
+        no_speech_threshold: float | None = 0.6,
+    ) -> Transcription | list[Transcription]:
+        """Greedy transcription of up to 30 s per input; a list of inputs is decoded as one batch.
+
+        An input whose no-speech probability is above `no_speech_threshold` is silence: empty text.
+        openai/whisper also asks for an unlikely transcript (average log-probability below -1) before
+        it drops one, which keeps the confident " you" Whisper hallucinates on digital silence; we don't.
+        `no_speech_threshold=None` keeps whatever was decoded.
+        """
+        batch = audio if isinstance(audio, list) else [audio]
+        if not batch:
+            return []
+        prompt = self.prompt(language, task, max_new_tokens)
+        waveforms = torch.stack([pad_or_trim(as_waveform(a)) for a in batch]).to(self.device)
+        mel = log_mel_spectrogram(waveforms, self.model.dims.n_mels)
+        features = self.model.encoder(mel.to(self.dtype))
+        decoded = greedy_decode(
+            self.model, features, prompt, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech
+        )
+        results = []
+        for tokens, avg_logprob, no_speech_prob in zip(decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs):
+            if no_speech_threshold is not None and no_speech_prob > no_speech_threshold:
+                tokens = []
+            text_tokens = [t for t in tokens if t < self.tokenizer.eot]
+            results.append(
+                Transcription(self.tokenizer.decode(text_tokens), text_tokens, language, avg_logprob, no_speech_prob)
+            )
+        return results if isinstance(audio, list) else results[0]
+
+
+def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:
+    """Defaults: the GPU in float16 when there is one, else the CPU in float32."""
+    try:
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as e:
+        raise DistilWhisperError(f"unknown device '{device}': {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DistilWhisperError("device 'cuda' asked for, but torch sees no CUDA GPU")
+    if dtype is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    elif isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise DistilWhisperError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    return device, dtype
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    revision: str | None = None,
+) -> Transcriber:
+    """A checkpoint folder or a hub repo id (e.g. "distil-whisper/distil-large-v2"), ready to transcribe."""
+    device, dtype = resolve_device_dtype(device, dtype)
+    model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
+    model = load_whisper(model_dir, dtype=dtype, device=device)
+    return Transcriber(model, load_tokenizer(model_dir), load_generation_defaults(model_dir))
+

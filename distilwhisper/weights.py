@@ -1,0 +1,171 @@
+"""Find a checkpoint (local folder or hub repo id), read its config, load its tensors into `Whisper`.
+
+Only the Hugging Face layout is read: `config.json`, `generation_config.json`, `model.safetensors` (or shards
+listed in `model.safetensors.index.json`) and the tokenizer files. Loading is strict: every tensor the model
+needs must be there with its shape, and nothing else may be.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from .errors import DistilWhisperError
+from .model import ModelDims, Whisper
+
+# What a transcription needs from a hub repository; nothing else is downloaded.
+CHECKPOINT_FILES = [
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*-of-*.safetensors",
+    "tokenizer.json",
+    "vocab.json",
+    "added_tokens.json",
+    "preprocessor_config.json",
+]
+
+# Checkpoint key prefix -> our module path. The output projection is tied to the token embedding.
+PREFIX = "model."
+TIED_OUTPUT = "proj_out.weight"
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """The decoding settings a checkpoint ships in generation_config.json (or config.json)."""
+
+    suppress_tokens: tuple[int, ...]
+    begin_suppress_tokens: tuple[int, ...]
+    max_length: int
+
+
+def resolve_model_dir(
+    name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, revision: str | None = None
+) -> Path:
+    """A local folder as it is; anything else is a hub repo id fetched into (or found in) the HF cache.
+
+    `HF_HUB_OFFLINE=1` makes this read the cache only.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
+        raise DistilWhisperError(f"model '{name}' is neither a checkpoint folder nor a hub repo id (owner/name)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, revision=revision, cache_dir=cache_dir, allow_patterns=CHECKPOINT_FILES))
+    except Exception as e:  # the hub raises many kinds: offline, missing repo, network, auth
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DistilWhisperError(f"could not get model '{name}' from the hub or its cache: {reason}") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DistilWhisperError(f"cannot read {path}: {e}") from None
+
+
+def load_dims(model_dir: Path) -> ModelDims:
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise DistilWhisperError(f"{model_dir} is not a Whisper checkpoint folder: it has no config.json")
+    config = _read_json(config_path)
+    if config.get("model_type") != "whisper":
+        raise DistilWhisperError(f"{config_path} describes a '{config.get('model_type')}' model, not 'whisper'")
+    try:
+        return ModelDims(
+            n_mels=config["num_mel_bins"],
+            n_audio_ctx=config["max_source_positions"],
+            n_text_ctx=config["max_target_positions"],
+            n_vocab=config["vocab_size"],
+            d_model=config["d_model"],
+            encoder_layers=config["encoder_layers"],
+            encoder_heads=config["encoder_attention_heads"],
+            encoder_ffn=config["encoder_ffn_dim"],
+            decoder_layers=config["decoder_layers"],
+            decoder_heads=config["decoder_attention_heads"],
+            decoder_ffn=config["decoder_ffn_dim"],
+        )
+    except KeyError as e:
+        raise DistilWhisperError(f"{config_path} lacks the field {e}") from None
+
+
+def load_generation_defaults(model_dir: Path) -> GenerationDefaults:
+    """generation_config.json wins where it has a field; older checkpoints keep them in config.json."""
+    config = _read_json(model_dir / "config.json")
+    generation_path = model_dir / "generation_config.json"
+    if generation_path.is_file():
+        config |= {k: v for k, v in _read_json(generation_path).items() if v is not None}
+    return GenerationDefaults(
+        suppress_tokens=tuple(config.get("suppress_tokens") or ()),
+        begin_suppress_tokens=tuple(config.get("begin_suppress_tokens") or ()),
+        max_length=config.get("max_target_positions", 448),
+    )
+
+
+def checkpoint_files(model_dir: Path) -> list[Path]:
+    single = model_dir / "model.safetensors"
+    if single.is_file():
+        return [single]
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        missing = [s for s in shards if not (model_dir / s).is_file()]
+        if not shards or missing:
+            raise DistilWhisperError(f"{index} lists shards that are not there: {', '.join(missing) or 'none listed'}")
+        return [model_dir / s for s in shards]
+    raise DistilWhisperError(f"{model_dir} has no model.safetensors (nor model.safetensors.index.json)")
+
+
+def read_tensors(files: list[Path], dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor in the files, keyed by our parameter names, cast to `dtype` on `device`."""
+    tensors = {}
+    for file in files:
+        try:
+            with safe_open(file, framework="pt", device="cpu") as f:
+                for key in f.keys():
+                    name = key.removeprefix(PREFIX)
+                    tensors[name] = f.get_tensor(key).to(device=device, dtype=dtype)
+        except (SafetensorError, OSError) as e:
+            raise DistilWhisperError(f"cannot read {file}: {e}") from None
+    return tensors
+
+
+def check_tensors(model: Whisper, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Name the first offending key: missing, unexpected, or of the wrong shape."""
+    expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    tied = tensors.pop(TIED_OUTPUT, None)
+    if tied is not None and tied.shape != tensors.get("decoder.embed_tokens.weight", tied).shape:
+        raise DistilWhisperError(f"{source}: {TIED_OUTPUT} has shape {tuple(tied.shape)}, unlike the token embedding")
+    missing = sorted(expected.keys() - tensors.keys())
+    if missing:
+        raise DistilWhisperError(f"{source}: missing tensor {PREFIX}{missing[0]} ({len(missing)} missing in all)")
+    unexpected = sorted(tensors.keys() - expected.keys())
+    if unexpected:
+        raise DistilWhisperError(f"{source}: unexpected tensor {unexpected[0]} ({len(unexpected)} unexpected in all)")
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            raise DistilWhisperError(
+                f"{source}: tensor {PREFIX}{name} has shape {tuple(tensors[name].shape)}, config.json implies {shape}"
+            )
+    bad = next((name for name, t in tensors.items() if not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise DistilWhisperError(f"{source}: tensor {PREFIX}{bad} holds NaN or infinite values")
+
+
+def load_whisper(model_dir: Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Whisper:
+    """Build the network from config.json and fill it from the safetensors, without a random init first."""
+    dims = load_dims(model_dir)
+    with torch.device("meta"):
+        model = Whisper(dims)
+    tensors = read_tensors(checkpoint_files(model_dir), dtype, torch.device(device))
+    check_tensors(model, tensors, model_dir)
+    model.load_state_dict(tensors, strict=True, assign=True)
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,19 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="distilwhisper",
+    version="0.1.0",
+    description="Distil-Whisper and Whisper inference in plain PyTorch, token-for-token equal to transformers",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["distilwhisper"]),
+    install_requires=["torch>=2.4", "numpy", "tiktoken>=0.7", "safetensors>=0.4", "huggingface-hub>=0.23"],
+    extras_require={
+        # The oracle (transformers) and the speed anchor (faster-whisper): tests and benchmarks only.
+        "test": ["pytest>=8", "transformers>=5.17,<6"],
+        "bench": ["transformers>=5.17,<6", "faster-whisper>=1.0"],
+    },
+    entry_points={"console_scripts": ["distilwhisper = distilwhisper.cli:main"]},
+)

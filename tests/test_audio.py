@@ -1,0 +1,302 @@
+"""distilwhisper.audio against transformers' WhisperFeatureExtractor (the feature oracle) and ffmpeg (the decoder)."""
+
+import struct
+import subprocess
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+from conftest import AUDIO_DIR, needs_ffmpeg, needs_shared, read_manifest
+from transformers import WhisperFeatureExtractor
+
+from distilwhisper import audio
+from distilwhisper.audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim
+from distilwhisper.errors import DistilWhisperError
+
+# Measured on the shared speech: our float32 features equal the extractor's (torch) output exactly on CPU (max abs
+# diff 0.0, 80 and 128 bins) and differ from its float64 numpy path by at most 2.7e-5. 1e-4 leaves room for other
+# FFT/BLAS backends; real mistakes (window, dropped frame, filterbank, per-example max) move values by > 1e-2.
+TOLERANCE = 1e-4
+
+PCM, FLOAT = 0x0001, 0x0003
+
+
+@lru_cache(maxsize=None)
+def feature_extractor(n_mels: int) -> WhisperFeatureExtractor:
+    return WhisperFeatureExtractor(feature_size=n_mels)
+
+
+def hf_log_mel(samples, n_mels: int = 80) -> np.ndarray:
+    """The oracle: WhisperFeatureExtractor pads (or cuts) to 30 s itself, as pad_or_trim does for us."""
+    return feature_extractor(n_mels)(samples, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+
+
+def wav_bytes(data: bytes, *, tag: int, width: int, channels: int = 1, rate: int = SAMPLE_RATE, extensible=False):
+    """A WAV file built by hand, since the stdlib cannot write float or WAVE_FORMAT_EXTENSIBLE files."""
+    block_align = channels * width
+    header_tag = 0xFFFE if extensible else tag
+    fmt = struct.pack("<HHIIHH", header_tag, channels, rate, rate * block_align, block_align, 8 * width)
+    if extensible:  # cbSize, valid bits, channel mask, then the SubFormat GUID whose first two bytes are the tag
+        fmt += struct.pack("<HHIH", 22, 8 * width, 0, tag) + bytes.fromhex("000000001000800000aa00389b71")
+    junk = b"junk" + struct.pack("<I", 3) + b"abc\x00"  # an odd-sized chunk the reader must skip, pad byte included
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + junk + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def tone(rate: int, tones_hz=(1000.0,), seconds: float = 2.0) -> np.ndarray:
+    """16-bit codes of equal-amplitude sines, 0.4 of full scale in all."""
+    t = np.arange(int(rate * seconds)) / rate
+    x = sum(np.sin(2 * np.pi * f * t) for f in tones_hz) * 0.4 / len(tones_hz)
+    return np.round(x * 32767).astype("<i2")
+
+
+def write_pcm16(path, codes: np.ndarray, rate: int):
+    path.write_bytes(wav_bytes(codes.tobytes(), tag=PCM, width=2, rate=rate))
+    return path
+
+
+def dominant_hz(samples: np.ndarray) -> float:
+    return np.argmax(np.abs(np.fft.rfft(samples))) * SAMPLE_RATE / len(samples)
+
+
+def hide_ffmpeg(monkeypatch):
+    """From here on load_audio runs as where ffmpeg is not installed: with the built-in WAV reader."""
+    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+
+
+@pytest.fixture
+def builtin_reader(monkeypatch):
+    hide_ffmpeg(monkeypatch)
+
+
+@pytest.fixture(params=["builtin", pytest.param("ffmpeg", marks=needs_ffmpeg)])
+def decoder(request, monkeypatch):
+    """Run a test once with the built-in WAV reader and once with ffmpeg."""
+    if request.param == "builtin":
+        hide_ffmpeg(monkeypatch)
+
+
+# --- log-Mel features -------------------------------------------------------------------------------------------
+
+
+@needs_shared
+def test_log_mel_of_real_speech_matches_whisper_feature_extractor():
+    files = read_manifest()
+    assert files, f"no short files in {AUDIO_DIR}"
+    for path, _ in files:
+        samples = load_audio(path)
+        ours = log_mel_spectrogram(pad_or_trim(samples))
+        assert ours.shape == (80, N_FRAMES) and ours.dtype == torch.float32
+        np.testing.assert_allclose(ours.numpy(), hf_log_mel(samples)[0], rtol=0, atol=TOLERANCE, err_msg=path.name)
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_batched_noise_matches_per_example_and_whisper_feature_extractor(n_mels):
+    rng = np.random.default_rng(0)
+    # Loudness differs by orders of magnitude so a batch-wide max in the 80 dB floor would show.
+    lengths, gains = [8000, 7 * SAMPLE_RATE + 123, N_SAMPLES, N_SAMPLES + 500], [1.0, 1e-3, 0.3, 1e-5]
+    clips = [(g * rng.standard_normal(n)).astype(np.float32) for n, g in zip(lengths, gains)]
+    expected = hf_log_mel(clips, n_mels)
+
+    singles = [log_mel_spectrogram(pad_or_trim(clip), n_mels) for clip in clips]
+    batched = log_mel_spectrogram(torch.stack([pad_or_trim(torch.from_numpy(c)) for c in clips]), n_mels)
+
+    assert batched.shape == (len(clips), n_mels, N_FRAMES)
+    for i, single in enumerate(singles):
+        torch.testing.assert_close(batched[i], single, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(single.numpy(), expected[i], rtol=0, atol=TOLERANCE, err_msg=f"clip {i}")
+
+
+def test_pad_or_trim_zero_pads_or_cuts_along_axis_and_keeps_type():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    for array in (x, torch.from_numpy(x)):
+        padded, cut = pad_or_trim(array, 6), pad_or_trim(array, 2, axis=0)
+        assert type(padded) is type(array) and type(cut) is type(array)
+        np.testing.assert_array_equal(np.asarray(padded), np.hstack([x, np.zeros((3, 2), np.float32)]))
+        np.testing.assert_array_equal(np.asarray(cut), x[:2])
+
+
+# --- the built-in WAV reader ------------------------------------------------------------------------------------
+
+
+def _pcm24(codes):
+    return codes.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+
+
+# encoding -> (format tag, bytes per sample, random codes -> file bytes, codes -> expected floats)
+ENCODINGS = {
+    "pcm8": (PCM, 1, lambda r: r.integers(0, 256, 999).astype(np.uint8), lambda c: (c - 128.0) / 128),
+    "pcm16": (PCM, 2, lambda r: r.integers(-(2**15), 2**15, 999).astype("<i2"), lambda c: c / 2.0**15),
+    "pcm24": (PCM, 3, lambda r: r.integers(-(2**23), 2**23, 999), lambda c: c / 2.0**23),
+    "pcm32": (PCM, 4, lambda r: r.integers(-(2**31), 2**31, 999).astype("<i4"), lambda c: c / 2.0**31),
+    "float32": (FLOAT, 4, lambda r: r.uniform(-1, 1, 999).astype("<f4"), lambda c: c),
+    "float64": (FLOAT, 8, lambda r: r.uniform(-1, 1, 999).astype("<f8"), lambda c: c),
+}
+
+
+@pytest.mark.parametrize("extensible", [False, True], ids=["plain", "extensible"])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_builtin_reader_decodes_every_wav_encoding(builtin_reader, tmp_path, encoding, extensible):
+    tag, width, make_codes, to_float = ENCODINGS[encoding]
+    codes = make_codes(np.random.default_rng(1))
+    data = _pcm24(codes) if width == 3 else codes.tobytes()
+    path = tmp_path / f"{encoding}.wav"
+    path.write_bytes(wav_bytes(data, tag=tag, width=width, extensible=extensible))
+
+    samples = load_audio(path)
+
+    assert samples.dtype == np.float32
+    np.testing.assert_array_equal(samples, to_float(codes).astype(np.float32))
+
+
+def test_builtin_reader_averages_stereo_to_mono(builtin_reader, tmp_path):
+    left, right = np.random.default_rng(2).integers(-(2**15), 2**15, (2, 999)).astype("<i2")
+    path = tmp_path / "stereo.wav"
+    path.write_bytes(wav_bytes(np.stack([left, right], axis=1).tobytes(), tag=PCM, width=2, channels=2))
+
+    np.testing.assert_allclose(load_audio(path), (left / 2.0**15 + right / 2.0**15) / 2, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("rate", [8000, 44100])
+def test_builtin_reader_resamples_to_16khz_keeping_the_tone(builtin_reader, tmp_path, rate):
+    samples = load_audio(write_pcm16(tmp_path / "tone.wav", tone(rate), rate))
+
+    assert len(samples) == 2 * SAMPLE_RATE
+    assert abs(dominant_hz(samples) - 1000.0) <= 1.0
+    assert 0.38 < np.abs(samples[1000:-1000]).max() < 0.42  # amplitude 0.4 passes the filter unchanged
+
+
+def test_builtin_resampler_removes_content_above_8khz_instead_of_aliasing_it(builtin_reader, tmp_path):
+    # Naive interpolation folds a 12 kHz tone down to 4 kHz; a band-limited resampler removes it.
+    samples = load_audio(write_pcm16(tmp_path / "tones.wav", tone(44100, (1000.0, 12000.0)), 44100))
+    spectrum = np.abs(np.fft.rfft(samples[1000:-1000]))
+    hz = np.fft.rfftfreq(len(samples) - 2000, 1 / SAMPLE_RATE)
+    kept, folded = spectrum[np.abs(hz - 1000) < 5].max(), spectrum[np.abs(hz - 4000) < 5].max()
+    assert folded < 1e-3 * kept
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("rate", [8000, 44100])
+def test_builtin_resampler_agrees_with_ffmpeg(monkeypatch, tmp_path, rate):
+    path = write_pcm16(tmp_path / "tone.wav", tone(rate, (440.0, 3000.0)), rate)
+    reference = load_audio(path)  # ffmpeg's resampler
+    hide_ffmpeg(monkeypatch)
+    samples = load_audio(path)
+
+    assert len(samples) == len(reference)
+    # The filters differ only where they run into the file's edges (and ffmpeg rounds to 16 bits).
+    np.testing.assert_allclose(samples[200:-200], reference[200:-200], rtol=0, atol=1e-3)
+
+
+# --- ffmpeg -----------------------------------------------------------------------------------------------------
+
+
+@needs_shared
+@needs_ffmpeg
+def test_ffmpeg_and_builtin_reader_decode_a_real_wav_to_the_same_samples(monkeypatch):
+    path = read_manifest()[0][0]  # 16 kHz 16-bit PCM, so neither side resamples or rounds
+    from_ffmpeg = load_audio(path)
+    hide_ffmpeg(monkeypatch)
+
+    np.testing.assert_array_equal(load_audio(path), from_ffmpeg)
+
+
+def _ffmpeg_convert(source, target):
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(source), str(target)], check=True)
+    return target
+
+
+@needs_ffmpeg
+def test_ffmpeg_decodes_flac_losslessly(tmp_path):
+    codes = tone(SAMPLE_RATE, (440.0,))
+    flac = _ffmpeg_convert(write_pcm16(tmp_path / "tone.wav", codes, SAMPLE_RATE), tmp_path / "tone.flac")
+
+    np.testing.assert_array_equal(load_audio(flac), codes / np.float32(2**15))
+
+
+@needs_ffmpeg
+def test_ffmpeg_decodes_and_resamples_mp3(tmp_path):
+    wav = write_pcm16(tmp_path / "tone.wav", tone(44100, (440.0,)), 44100)
+    mp3 = _ffmpeg_convert(wav, tmp_path / "tone.mp3")
+
+    samples = load_audio(mp3)
+
+    assert abs(len(samples) - 2 * SAMPLE_RATE) < 0.1 * SAMPLE_RATE  # mp3 adds encoder delay and padding
+    assert abs(dominant_hz(samples) - 440.0) <= 1.0
+
+
+# --- errors -----------------------------------------------------------------------------------------------------
+
+
+def _missing(tmp_path):
+    return tmp_path / "missing.wav"
+
+
+def _directory(tmp_path):
+    (tmp_path / "folder.wav").mkdir()
+    return tmp_path / "folder.wav"
+
+
+def _text_file(tmp_path):
+    (tmp_path / "x.wav").write_text("this is not audio\n")
+    return tmp_path / "x.wav"
+
+
+def _truncated_wav(tmp_path):
+    (tmp_path / "truncated.wav").write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
+    return tmp_path / "truncated.wav"
+
+
+def _no_samples(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(wav_bytes(b"", tag=PCM, width=2))
+    return tmp_path / "empty.wav"
+
+
+BAD_FILES = {  # name -> (make the file in tmp_path, what the message says, whichever decoder ran)
+    "missing": (_missing, "not found"),
+    "directory": (_directory, "directory"),
+    "text-as-wav": (_text_file, "could not decode"),
+    "truncated-wav": (_truncated_wav, "could not decode"),
+    "no-samples": (_no_samples, "no audio samples"),
+}
+
+
+@pytest.mark.parametrize("make_file, says", BAD_FILES.values(), ids=BAD_FILES.keys())
+def test_bad_audio_files_raise_one_line_errors_naming_the_file(decoder, tmp_path, make_file, says):
+    path = make_file(tmp_path)
+    with pytest.raises(DistilWhisperError, match=says) as error:
+        load_audio(path)
+    message = str(error.value)
+    assert str(path) in message and "\n" not in message
+
+
+def test_builtin_reader_says_other_formats_need_ffmpeg(builtin_reader, tmp_path):
+    with pytest.raises(DistilWhisperError, match="ffmpeg"):
+        load_audio(_text_file(tmp_path))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_samples_raise(bad):
+    samples = np.zeros(N_SAMPLES, np.float32)
+    samples[1234] = bad
+    with pytest.raises(DistilWhisperError, match="NaN or infinite"):
+        log_mel_spectrogram(samples)
+
+
+@pytest.mark.parametrize("shape", [(0,), (100,), (2, 3, N_SAMPLES)])
+def test_audio_too_short_for_the_stft_or_of_the_wrong_rank_raises(shape):
+    with pytest.raises(DistilWhisperError, match="expected audio of shape"):
+        log_mel_spectrogram(np.zeros(shape, np.float32))
+
+
+def test_silence_is_not_an_error_and_matches_whisper_feature_extractor(decoder, tmp_path):
+    path = tmp_path / "silence.wav"
+    path.write_bytes(wav_bytes(bytes(2 * SAMPLE_RATE), tag=PCM, width=2))
+
+    samples = load_audio(path)
+    features = log_mel_spectrogram(pad_or_trim(samples))
+
+    assert np.all(samples == 0) and len(samples) == SAMPLE_RATE
+    assert torch.isfinite(features).all()
+    np.testing.assert_allclose(features.numpy(), hf_log_mel(samples)[0], rtol=0, atol=TOLERANCE)

@@ -1,0 +1,79 @@
+"""Real-weight parity on real speech: OpenAI's Whisper base (../shared/models/whisper-base).
+
+Oracles: transformers' WhisperForConditionalGeneration.generate (tokens), its encoder and forward pass
+(features, logits), its tokenizer's batch_decode and its ASR pipeline (text) — all on the same weights,
+fp32, CPU, fed the same samples (read once by our load_audio).
+"""
+
+import pytest
+import torch
+
+from conftest import BASE_MODEL, hf_greedy_tokens, needs_shared, read_manifest
+
+pytestmark = needs_shared
+
+TOLERANCE = 1e-4  # max abs difference of encoder output and logits, fp32
+BATCH = 9  # the short files are decoded in batches of this size: sequences finish at different steps
+
+
+@pytest.fixture(scope="module")
+def ours():
+    import distilwhisper
+
+    return distilwhisper.load_model(BASE_MODEL, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    model = WhisperForConditionalGeneration.from_pretrained(BASE_MODEL, dtype=torch.float32).eval()
+    return model, WhisperProcessor.from_pretrained(BASE_MODEL)
+
+
+@pytest.fixture(scope="module")
+def speech():
+    from distilwhisper.audio import load_audio
+
+    return [(path.name, load_audio(path)) for path, _ in read_manifest()]
+
+
+def hf_features(processor, waveforms) -> torch.Tensor:
+    return processor.feature_extractor(waveforms, sampling_rate=16000, return_tensors="pt").input_features
+
+
+def test_encoder_and_logits_match_transformers_on_speech(ours, oracle, speech):
+    model, processor = oracle
+    mel = hf_features(processor, [speech[0][1]])  # the same input for both: this test is about the network
+    tokens = torch.tensor([[50258, 50259, 50359, 50363, *processor.tokenizer.encode(" And so my fellow", add_special_tokens=False)]])
+    with torch.no_grad():
+        expected_features = model.model.encoder(mel).last_hidden_state
+        expected_logits = model(input_features=mel, decoder_input_ids=tokens).logits
+    assert (ours.model.encoder(mel) - expected_features).abs().max().item() < TOLERANCE
+    assert (ours.model(mel, tokens) - expected_logits).abs().max().item() < TOLERANCE
+
+
+@pytest.mark.parametrize("start", range(0, 27, BATCH))
+def test_batched_greedy_tokens_and_text_match_transformers(ours, oracle, speech, start):
+    """Every short file: our features, encoder and decoding against transformers' whole path."""
+    model, processor = oracle
+    names, waveforms = zip(*speech[start : start + BATCH])
+    expected = hf_greedy_tokens(model, hf_features(processor, list(waveforms)), max_new_tokens=128)
+    got = ours.transcribe(list(waveforms), language="en", task="transcribe", max_new_tokens=128)
+    for name, result, tokens in zip(names, got, expected):
+        assert result.tokens == tokens, name
+        assert result.text == processor.batch_decode([tokens], skip_special_tokens=True)[0], name
+
+
+def test_single_file_text_matches_asr_pipeline(ours, speech):
+    from transformers import pipeline
+
+    asr = pipeline("automatic-speech-recognition", model=str(BASE_MODEL), device="cpu", dtype=torch.float32)
+    name, waveform = speech[-1]
+    expected = asr({"raw": waveform, "sampling_rate": 16000}, generate_kwargs={"language": "en", "task": "transcribe"})
+    assert ours.transcribe(waveform).text == expected["text"], name
+
+
+def test_path_input_equals_array_input(ours, speech):
+    path, _ = read_manifest()[0]
+    assert ours.transcribe(path) == ours.transcribe(speech[0][1])

@@ -1,0 +1,137 @@
+"""Finding and loading checkpoints: sharded and single files, the hub cache offline, strict key checks."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import TINY_CONFIGS, save_random_whisper
+from distilwhisper import DistilWhisperError, load_model
+from distilwhisper.weights import load_dims, load_whisper, resolve_model_dir
+
+TINY = TINY_CONFIGS["distil-2dec"]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    return save_random_whisper(tmp_path_factory.mktemp("single"), seed=5, **TINY)
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    return save_random_whisper(tmp_path_factory.mktemp("sharded"), seed=5, shard=True, **TINY)
+
+
+def edited_copy(source, tmp_path, edit):
+    """A copy of the checkpoint whose tensors went through `edit(dict)`."""
+    target = tmp_path / "edited"
+    shutil.copytree(source, target)
+    tensors = load_file(target / "model.safetensors")
+    edit(tensors)
+    save_file(tensors, target / "model.safetensors", metadata={"format": "pt"})
+    return target
+
+
+def test_dims_come_from_config(single):
+    dims = load_dims(single)
+    assert (dims.d_model, dims.encoder_layers, dims.decoder_layers, dims.decoder_heads, dims.n_mels) == (96, 3, 2, 6, 80)
+
+
+def test_sharded_checkpoint_loads_the_same_tensors(single, sharded):
+    assert (sharded / "model.safetensors.index.json").is_file() and not (sharded / "model.safetensors").exists()
+    a, b = load_whisper(single).state_dict(), load_whisper(sharded).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stored_dtype_is_cast_on_load(single, tmp_path):
+    half = edited_copy(single, tmp_path, lambda t: t.update({k: v.half() for k, v in t.items()}))
+    model = load_whisper(half, dtype=torch.float32)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert {p.dtype for p in load_whisper(single, dtype=torch.bfloat16).parameters()} == {torch.bfloat16}
+
+
+def test_missing_tensor_is_named(single, tmp_path):
+    broken = edited_copy(single, tmp_path, lambda t: t.pop("model.decoder.layers.1.fc2.bias"))
+    with pytest.raises(DistilWhisperError, match=r"missing tensor model\.decoder\.layers\.1\.fc2\.bias"):
+        load_whisper(broken)
+
+
+def test_misshaped_tensor_is_named(single, tmp_path):
+    def shrink(t):
+        t["model.encoder.conv1.weight"] = t["model.encoder.conv1.weight"][:, :40].contiguous()
+
+    with pytest.raises(DistilWhisperError, match=r"model\.encoder\.conv1\.weight has shape \(96, 40, 3\)"):
+        load_whisper(edited_copy(single, tmp_path, shrink))
+
+
+def test_unexpected_tensor_is_named(single, tmp_path):
+    extra = edited_copy(single, tmp_path, lambda t: t.update({"model.decoder.layers.2.fc1.bias": torch.ones(3)}))
+    with pytest.raises(DistilWhisperError, match=r"unexpected tensor decoder\.layers\.2\.fc1\.bias"):
+        load_whisper(extra)
+
+
+def test_nan_tensor_is_named(single, tmp_path):
+    def poison(t):
+        t["model.encoder.layer_norm.weight"][3] = float("nan")
+
+    with pytest.raises(DistilWhisperError, match=r"model\.encoder\.layer_norm\.weight holds NaN"):
+        load_whisper(edited_copy(single, tmp_path, poison))
+
+
+def test_folder_without_config_is_rejected(tmp_path):
+    with pytest.raises(DistilWhisperError, match="no config.json"):
+        load_whisper(tmp_path)
+
+
+def test_folder_without_weights_is_rejected(single, tmp_path):
+    shutil.copy(single / "config.json", tmp_path)
+    with pytest.raises(DistilWhisperError, match="no model.safetensors"):
+        load_whisper(tmp_path)
+
+
+def test_non_whisper_config_is_rejected(single, tmp_path):
+    config = json.loads((single / "config.json").read_text()) | {"model_type": "bert"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DistilWhisperError, match="'bert' model, not 'whisper'"):
+        load_whisper(tmp_path)
+
+
+def test_corrupt_safetensors_is_rejected(single, tmp_path):
+    shutil.copy(single / "config.json", tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(DistilWhisperError, match="cannot read .*model.safetensors"):
+        load_whisper(tmp_path)
+
+
+def fake_hub_cache(cache_dir, repo_id: str, files) -> None:
+    """The huggingface-hub cache layout: models--owner--name/{refs/main, snapshots/<commit>/...}."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in files:
+        shutil.copy(file, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_hub_id_resolves_offline_from_the_cache(single, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake_hub_cache(tmp_path, "distil-whisper/tiny-random", sorted(single.iterdir()))
+    model_dir = resolve_model_dir("distil-whisper/tiny-random", cache_dir=tmp_path)
+    assert model_dir.parent.name == "snapshots"
+    a, b = load_whisper(model_dir).state_dict(), load_whisper(single).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_hub_id_missing_from_the_cache_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DistilWhisperError, match="could not get model 'distil-whisper/absent'"):
+        resolve_model_dir("distil-whisper/absent", cache_dir=tmp_path)
+
+
+def test_name_that_is_neither_folder_nor_repo_id(tmp_path):
+    with pytest.raises(DistilWhisperError, match="neither a checkpoint folder nor a hub repo id"):
+        load_model(tmp_path / "does" / "not" / "exist")
