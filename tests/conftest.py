@@ -1,9 +1,12 @@
 """Shared fixtures: where the real data lives, and skips that say why when it does not."""
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download; the hub path is tested on a local cache
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BASE_MODEL = SHARED / "models" / "whisper-base"
@@ -60,13 +63,13 @@ def save_random_whisper(path: Path, seed: int, shard: bool = False, **overrides)
     return path
 
 
-def hf_greedy_tokens(hf_model, input_features, max_new_tokens: int, eos: int = 50257) -> list[list[int]]:
+def hf_greedy_tokens(hf_model, input_features, max_new_tokens: int, eos: int = 50257, **generate_kwargs) -> list[list[int]]:
     """The oracle: transformers' Whisper generate, greedy, English transcription, text tokens only.
 
     Some transformers versions return the prompt too, some only new tokens: strip what is there.
     """
     out = hf_model.generate(input_features, language="en", task="transcribe", max_new_tokens=max_new_tokens,
-                            do_sample=False, num_beams=1)
+                            do_sample=False, num_beams=1, **generate_kwargs)
     rows = []
     for row in out.tolist():
         while row and row[0] in (50258, 50259, 50359, 50363):  # sot, <|en|>, <|transcribe|>, <|notimestamps|>

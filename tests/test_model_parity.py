@@ -70,5 +70,21 @@ def test_greedy_tokens_match_transformers_generate(checkpoint):
     defaults = load_generation_defaults(path)
     rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
     expected = hf_greedy_tokens(oracle, mel, max_new_tokens=40)
-    got = greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=rules, max_new_tokens=40)
+    got = greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=rules, max_new_tokens=40).tokens
     assert got == expected
+
+
+def test_suppressed_tokens_follow_transformers(checkpoint):
+    """Suppress what the model wants to say: both sides must then pick the same next-best tokens."""
+    _, oracle, ours = checkpoint
+    mel = random_mel(ours, 2, seed=17)
+    free = hf_greedy_tokens(oracle, mel, max_new_tokens=12)
+    suppress = sorted({t for row in free for t in row[1:6]})
+    begin_suppress = sorted({row[0] for row in free})
+    expected = hf_greedy_tokens(oracle, mel, max_new_tokens=12, suppress_tokens=suppress,
+                                begin_suppress_tokens=begin_suppress)
+    rules = [SuppressTokens(suppress), SuppressAtBegin(begin_suppress)]
+    got = greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=rules, max_new_tokens=12).tokens
+    assert got == expected
+    assert not set(suppress) & {t for row in got for t in row}
+    assert all(row[0] not in begin_suppress for row in got)

@@ -1,0 +1,91 @@
+"""The Python API on the real base checkpoint: inputs it takes, inputs it refuses, silence."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import AUDIO_DIR, BASE_MODEL, needs_shared
+from distilwhisper import DistilWhisperError, Transcription, load_model
+
+pytestmark = needs_shared
+JFK = AUDIO_DIR / "short" / "jfk_inaugural_11s.wav"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(BASE_MODEL, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def jfk(model):
+    return model.transcribe(JFK)
+
+
+def test_single_input_gives_one_result_and_a_list_gives_a_list(model, jfk):
+    assert isinstance(jfk, Transcription) and "ask not what your country can do for you" in jfk.text
+    assert model.transcribe([JFK]) == [jfk]
+    assert model.transcribe([]) == []
+
+
+def test_numpy_torch_and_int16_inputs_agree(model, jfk):
+    from distilwhisper.audio import load_audio
+
+    samples = load_audio(JFK)
+    assert model.transcribe(samples) == jfk
+    assert model.transcribe(torch.from_numpy(samples)) == jfk
+    assert model.transcribe((samples * 32768).round().astype(np.int16)).tokens == jfk.tokens
+
+
+def test_max_new_tokens_cuts_the_transcript(model, jfk):
+    assert model.transcribe(JFK, max_new_tokens=5).tokens == jfk.tokens[:5]
+
+
+def test_silence_gives_an_empty_transcript(model):
+    result = model.transcribe(np.zeros(5 * 16000, dtype=np.float32))
+    assert result.text == "" and result.tokens == [] and result.no_speech_prob > 0.6
+
+
+def test_silence_gating_can_be_turned_off(model):
+    # Whisper base says " you" on digital silence: the gate, not the decoder, makes it empty.
+    assert model.transcribe(np.zeros(5 * 16000, dtype=np.float32), no_speech_threshold=None).tokens != []
+
+
+def test_speech_is_not_taken_for_silence(model, jfk):
+    assert jfk.no_speech_prob < 0.6 and jfk.tokens
+
+
+@pytest.mark.parametrize(
+    "audio, message",
+    [
+        (np.zeros(0, dtype=np.float32), "the audio is empty"),
+        (np.full(16000, np.nan, dtype=np.float32), "NaN or infinite"),
+        (np.zeros((2, 16000), dtype=np.float32), "expected 1-D float samples"),
+        (np.random.default_rng(0).standard_normal(31 * 16000).astype(np.float32), "31.0 s of audio"),
+        ({"not": "audio"}, "cannot transcribe a dict"),
+        ("/nonexistent/speech.wav", "audio file not found: /nonexistent/speech.wav"),
+    ],
+)
+def test_bad_audio_is_a_clear_error(model, audio, message):
+    with pytest.raises(DistilWhisperError, match=message):
+        model.transcribe(audio)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"language": "xx"}, "unknown language 'xx'"),
+        ({"task": "summarize"}, "unknown task 'summarize'"),
+        ({"max_new_tokens": 445}, "max_new_tokens must be between 1 and 444"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be between 1 and 444"),
+    ],
+)
+def test_bad_options_are_a_clear_error(model, options, message):
+    with pytest.raises(DistilWhisperError, match=message):
+        model.transcribe(JFK, **options)
+
+
+def test_bad_dtype_and_device_are_clear_errors():
+    with pytest.raises(DistilWhisperError, match="unknown dtype 'float8'"):
+        load_model(BASE_MODEL, dtype="float8")
+    with pytest.raises(DistilWhisperError, match="unknown device 'gpu0'"):
+        load_model(BASE_MODEL, device="gpu0")
