@@ -32,6 +32,10 @@ CHECKPOINT_FILES = [
 # Checkpoint key prefix -> our module path. The output projection is tied to the token embedding.
 PREFIX = "model."
 TIED_OUTPUT = "proj_out.weight"
+# Weights that multiply activations (x @ W.T). On the CPU they are stored transposed in memory (same
+# shape, column-major strides): MKL's one-token GEMV then streams W.T row by row, about twice as fast
+# for the vocabulary projection and the MLPs, and the encoder's GEMMs gain too.
+MATMUL_WEIGHTS = ("_proj.weight", "fc1.weight", "fc2.weight", "embed_tokens.weight")
 
 
 @dataclass(frozen=True)
@@ -132,10 +136,17 @@ def read_tensors(files: list[Path], dtype: torch.dtype, device: torch.device) ->
             with safe_open(file, framework="pt", device="cpu") as f:
                 for key in f.keys():
                     name = key.removeprefix(PREFIX)
-                    tensors[name] = f.get_tensor(key).to(device=device, dtype=dtype)
+                    tensors[name] = _place(f.get_tensor(key), dtype, device, transposed=name.endswith(MATMUL_WEIGHTS))
         except (SafetensorError, OSError) as e:
             raise DistilWhisperError(f"cannot read {file}: {e}") from None
     return tensors
+
+
+def _place(tensor: torch.Tensor, dtype: torch.dtype, device: torch.device, transposed: bool) -> torch.Tensor:
+    """Cast and move in one copy; matrices on the CPU land column-major (see MATMUL_WEIGHTS)."""
+    if not (transposed and device.type == "cpu" and tensor.ndim == 2):
+        return tensor.to(device=device, dtype=dtype)
+    return torch.empty(tensor.shape[::-1], dtype=dtype, device=device).T.copy_(tensor)
 
 
 def check_tensors(model: Whisper, tensors: dict[str, torch.Tensor], source: Path) -> None:
