@@ -44,7 +44,6 @@ class GenerationDefaults:
 
     suppress_tokens: tuple[int, ...]
     begin_suppress_tokens: tuple[int, ...]
-    max_length: int
 
 
 def resolve_model_dir(
@@ -110,7 +109,6 @@ def load_generation_defaults(model_dir: Path) -> GenerationDefaults:
     return GenerationDefaults(
         suppress_tokens=tuple(config.get("suppress_tokens") or ()),
         begin_suppress_tokens=tuple(config.get("begin_suppress_tokens") or ()),
-        max_length=config.get("max_target_positions", 448),
     )
 
 
@@ -136,21 +134,21 @@ def read_tensors(files: list[Path], dtype: torch.dtype, device: torch.device) ->
             with safe_open(file, framework="pt", device="cpu") as f:
                 for key in f.keys():
                     name = key.removeprefix(PREFIX)
-                    tensors[name] = _place(f.get_tensor(key), dtype, device, transposed=name.endswith(MATMUL_WEIGHTS))
+                    tensors[name] = _place(f.get_tensor(key), dtype, device, name.endswith(MATMUL_WEIGHTS))
         except (SafetensorError, OSError) as e:
             raise DistilWhisperError(f"cannot read {file}: {e}") from None
     return tensors
 
 
-def _place(tensor: torch.Tensor, dtype: torch.dtype, device: torch.device, transposed: bool) -> torch.Tensor:
-    """Cast and move in one copy; matrices on the CPU land column-major (see MATMUL_WEIGHTS)."""
-    if not (transposed and device.type == "cpu" and tensor.ndim == 2):
+def _place(tensor: torch.Tensor, dtype: torch.dtype, device: torch.device, is_matmul_weight: bool) -> torch.Tensor:
+    """Cast and move in one copy; matmul weights on the CPU land column-major (see MATMUL_WEIGHTS)."""
+    if not (is_matmul_weight and device.type == "cpu" and tensor.ndim == 2):
         return tensor.to(device=device, dtype=dtype)
     return torch.empty(tensor.shape[::-1], dtype=dtype, device=device).T.copy_(tensor)
 
 
 def check_tensors(model: Whisper, tensors: dict[str, torch.Tensor], source: Path) -> None:
-    """Name the first offending key: missing, unexpected, or of the wrong shape."""
+    """Name the first offending key: missing, unexpected, of the wrong shape, or holding NaN/inf."""
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
     tied = tensors.pop(TIED_OUTPUT, None)
     if tied is not None and tied.shape != tensors.get("decoder.embed_tokens.weight", tied).shape:
