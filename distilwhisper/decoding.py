@@ -16,21 +16,23 @@ class SuppressTokens:
     """Never emit these tokens (non-speech symbols, task tokens...): the checkpoint's `suppress_tokens`."""
 
     def __init__(self, tokens: list[int] | tuple[int, ...]):
-        self.tokens = list(tokens)
+        self.tokens = torch.tensor(sorted(set(tokens)), dtype=torch.long)
 
     def apply(self, logits: Tensor, step: int) -> None:
-        logits[:, self.tokens] = -torch.inf
+        if self.tokens.device != logits.device:  # moved once, not copied to the GPU every step
+            self.tokens = self.tokens.to(logits.device)
+        logits.index_fill_(1, self.tokens, -torch.inf)
 
 
 class SuppressAtBegin:
     """Nor these as the first token (a blank or an immediate end): the checkpoint's `begin_suppress_tokens`."""
 
     def __init__(self, tokens: list[int] | tuple[int, ...]):
-        self.tokens = list(tokens)
+        self.suppress = SuppressTokens(tokens)
 
     def apply(self, logits: Tensor, step: int) -> None:
         if step == 0:
-            logits[:, self.tokens] = -torch.inf
+            self.suppress.apply(logits, step)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import TINY_CONFIGS, save_random_whisper
 from distilwhisper import DistilWhisperError, load_model
+from distilwhisper.model import Whisper
 from distilwhisper.weights import load_dims, load_whisper, resolve_model_dir
 
 TINY = TINY_CONFIGS["distil-2dec"]
@@ -135,3 +136,28 @@ def test_hub_id_missing_from_the_cache_is_a_clear_error(tmp_path, monkeypatch):
 def test_name_that_is_neither_folder_nor_repo_id(tmp_path):
     with pytest.raises(DistilWhisperError, match="neither a checkpoint folder nor a hub repo id"):
         load_model(tmp_path / "does" / "not" / "exist")
+
+
+FULL_SIZE = {  # config.json fields of the published checkpoints, weights not needed
+    "distil-large-v2": dict(d_model=1280, encoder_layers=32, decoder_layers=2, encoder_attention_heads=20,
+                            decoder_attention_heads=20, encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=80),
+    "large-v3": dict(d_model=1280, encoder_layers=32, decoder_layers=32, encoder_attention_heads=20,
+                     decoder_attention_heads=20, encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=128,
+                     vocab_size=51866),
+    "tiny": dict(d_model=384, encoder_layers=4, decoder_layers=4, encoder_attention_heads=6,
+                 decoder_attention_heads=6, encoder_ffn_dim=1536, decoder_ffn_dim=1536, num_mel_bins=80),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FULL_SIZE))
+def test_full_size_configs_expect_exactly_the_tensors_transformers_has(name, tmp_path):
+    """Oracle: transformers' WhisperForConditionalGeneration built (on the meta device) from the same config."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    config = WhisperConfig(**FULL_SIZE[name])
+    config.save_pretrained(tmp_path)
+    with torch.device("meta"):
+        oracle = WhisperForConditionalGeneration(config).state_dict()
+        ours = Whisper(load_dims(tmp_path)).state_dict()
+    expected = {k.removeprefix("model."): tuple(v.shape) for k, v in oracle.items() if k != "proj_out.weight"}
+    assert {k: tuple(v.shape) for k, v in ours.items()} == expected
