@@ -59,6 +59,24 @@ def fail(message: str) -> None:
     print(f"distilwhisper: error: {message}", file=sys.stderr)
 
 
+def output_path(source: str, args: argparse.Namespace) -> Path:
+    return Path(args.output_dir) / f"{Path(source).stem}.{args.output_format}"
+
+
+def drop_clashing_outputs(sources: list[str], args: argparse.Namespace) -> list[str]:
+    """Outputs are named after the input's stem: an input whose output would overwrite an earlier
+    input's (a/x.wav, b/x.wav) fails instead of silently replacing it."""
+    owners, kept = {}, []
+    for source in sources:
+        target = output_path(source, args)
+        if target in owners:
+            fail(f"{source}: its output {target} would overwrite that of {owners[target]}")
+        else:
+            owners[target] = source
+            kept.append(source)
+    return kept
+
+
 def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argparse.Namespace) -> int:
     """Transcribe the files that load, write or print each result; return how many files failed."""
     loaded = []
@@ -82,7 +100,7 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
         if args.output_dir is None:
             print(output, flush=True)
             continue
-        target = Path(args.output_dir) / f"{Path(source).stem}.{args.output_format}"
+        target = output_path(source, args)
         try:
             write_atomically(target, output)
         except OSError as e:
@@ -104,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         fail(f"cannot create output folder {args.output_dir}: {e.strerror or e}")
         return 2
-    batches = [args.audio[i : i + args.batch_size] for i in range(0, len(args.audio), args.batch_size)]
-    failures = sum(transcribe_batch(transcriber, batch, args) for batch in batches)
+    sources = args.audio if args.output_dir is None else drop_clashing_outputs(args.audio, args)
+    batches = [sources[i : i + args.batch_size] for i in range(0, len(sources), args.batch_size)]
+    failures = len(args.audio) - len(sources) + sum(transcribe_batch(transcriber, batch, args) for batch in batches)
     return 1 if failures else 0
 
 

@@ -79,3 +79,15 @@ def test_module_entry_point_exits_nonzero_without_a_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "distilwhisper", "missing.wav", "--model", str(tmp_path)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "Traceback" not in run.stderr and len(run.stderr.splitlines()) == 1
+
+
+@needs_shared
+def test_inputs_with_the_same_name_do_not_overwrite_each_other(tmp_path, capsys, expected_texts):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    clash = other / GOOD[1].name
+    clash.write_bytes(GOOD[0].read_bytes())  # same file name, different speech
+    code = main([str(GOOD[1]), str(clash), "--model", str(BASE_MODEL), "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1 and "would overwrite that of" in err
+    assert (tmp_path / "out" / f"{GOOD[1].stem}.txt").read_text() == expected_texts[1] + "\n"
