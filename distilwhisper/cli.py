@@ -23,9 +23,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint folder or hub repo id (default: %(default)s)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
     parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: float16 on GPU, float32 on CPU")
-    parser.add_argument("--language", default="en", help="language code, e.g. en (default: %(default)s)")
-    parser.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--language", default=None,
+                        help="language code or name, e.g. en (default: the checkpoint's, else en)")
+    parser.add_argument("--task", default=None, choices=["transcribe", "translate"],
+                        help="default: the checkpoint's, else transcribe")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="tokens per input at most (default: what the decoder holds, 444 for a 448-position decoder)")
     parser.add_argument("--batch-size", type=int, default=8, help="files decoded together (default: %(default)s)")
     parser.add_argument("--output-format", default="txt", choices=["txt", "json"])
     parser.add_argument("--output-dir", default=None, help="write one file per input here instead of printing")
@@ -44,19 +47,42 @@ def render(result: Transcription, source: str, output_format: str) -> str:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write beside the target, then rename over it: readers never see a half-written file."""
+    """Write beside the target, then rename over it: readers never see a half-written file.
+
+    The file gets the mode an ordinary new file gets (0644 under umask 022), or the mode of the file it
+    replaces; mkstemp alone would leave 0600.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text + "\n")
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
 
 
+def current_umask() -> int:
+    umask = os.umask(0)  # the only way to read it is to set it
+    os.umask(umask)
+    return umask
+
+
 def fail(message: str) -> None:
     print(f"distilwhisper: error: {message}", file=sys.stderr)
+
+
+def warn(message: str) -> None:
+    print(f"distilwhisper: warning: {message}", file=sys.stderr)
+
+
+def describe(error: BaseException) -> str:
+    """One line for any failure: ours are already sentences; others (out of memory...) get their type named."""
+    if isinstance(error, DistilWhisperError):
+        return str(error)
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
 
 
 def output_path(source: str, args: argparse.Namespace) -> Path:
@@ -83,19 +109,21 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
     for source in sources:
         try:
             loaded.append((source, as_waveform(source)))
-        except DistilWhisperError as e:
-            fail(str(e))
+        except Exception as e:  # noqa: BLE001 - a file that cannot be read fails alone
+            fail(describe(e))
     if not loaded:
         return len(sources)
     names, waveforms = zip(*loaded)
     try:
         results = transcriber.transcribe(list(waveforms), args.language, args.task, args.max_new_tokens)
-    except DistilWhisperError as e:
+    except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error...: this batch fails, the next ones still run
         for source in names:
-            fail(f"{source}: {e}")
+            fail(f"{source}: {describe(e)}")
         return len(sources)
     failures = len(sources) - len(loaded)
     for source, result in zip(names, results):
+        if result.truncated:
+            warn(f"{source}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
         output = render(result, source, args.output_format)
         if args.output_dir is None:
             print(output, flush=True)
@@ -111,16 +139,17 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        if args.output_dir is not None:
+    if args.output_dir is not None:
+        try:
             Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            fail(f"cannot create output folder {args.output_dir}: {e.strerror or e}")
+            return 2
+    try:
         transcriber = load_model(args.model, device=args.device, dtype=args.dtype)
         transcriber.prompt(args.language, args.task, args.max_new_tokens)  # bad options fail before any work
-    except DistilWhisperError as e:
-        fail(str(e))
-        return 2
-    except OSError as e:
-        fail(f"cannot create output folder {args.output_dir}: {e.strerror or e}")
+    except Exception as e:  # noqa: BLE001 - a model that does not load or fit is one line, not a traceback
+        fail(describe(e))
         return 2
     sources = args.audio if args.output_dir is None else drop_clashing_outputs(args.audio, args)
     batches = [sources[i : i + args.batch_size] for i in range(0, len(sources), args.batch_size)]

@@ -40,6 +40,7 @@ class DecodingResult:
     tokens: list[list[int]]  # per sequence, the tokens generated before the end token
     avg_logprobs: list[float]  # mean log-probability of those tokens and the end token
     no_speech_probs: list[float]  # probability of <|nospeech|> right after <|startoftranscript|>
+    truncated: list[bool]  # max_new_tokens, not the end token, stopped the sequence
 
 
 @torch.inference_mode()
@@ -85,4 +86,4 @@ def greedy_decode(
     # Like openai/whisper, the end token counts in the average.
     avg_logprobs = [total / (len(row) + 1) for total, row in zip(sum_logprobs.tolist(), tokens)]
     no_speech_probs = no_speech_probs.tolist() if no_speech_probs is not None else [float("nan")] * batch
-    return DecodingResult(tokens, avg_logprobs, no_speech_probs)
+    return DecodingResult(tokens, avg_logprobs, no_speech_probs, [eot not in row for row in rows])

@@ -29,6 +29,8 @@ class ModelDims:
     decoder_layers: int
     decoder_heads: int
     decoder_ffn: int
+    # Most checkpoints reuse the token embedding as the output projection; fine-tunes may untie them.
+    tie_word_embeddings: bool = True
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:
@@ -45,8 +47,11 @@ class KVCache(nn.Module):
     def __init__(self, batch: int, heads: int, positions: int, head_dim: int, dtype: torch.dtype, device):
         super().__init__()
         shape = (batch, heads, positions, head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        # Ordinary tensors even when made under inference_mode: an inference tensor could not be updated
+        # in place later under no_grad, so a plain forward() after a transcribe() would fail.
+        with torch.inference_mode(False):
+            self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+            self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
     def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         self.k[:, :, input_pos] = k
@@ -148,6 +153,8 @@ class Decoder(nn.Module):
             DecoderLayer(dims.d_model, dims.decoder_heads, dims.decoder_ffn) for _ in range(dims.decoder_layers)
         )
         self.layer_norm = nn.LayerNorm(dims.d_model)
+        # Untied checkpoints keep their own output projection (the checkpoint's top-level proj_out.weight).
+        self.proj_out = None if dims.tie_word_embeddings else nn.Linear(dims.d_model, dims.n_vocab, bias=False)
         self.n_text_ctx = dims.n_text_ctx
         self.register_buffer("causal_mask", None, persistent=False)  # made with the caches, on their device
 
@@ -175,8 +182,8 @@ class Decoder(nn.Module):
         mask = self.causal_mask[input_pos]
         for layer in self.layers:
             x = layer(x, input_pos, mask)
-        # The output projection is tied to the token embedding.
-        return self.layer_norm(x) @ self.embed_tokens.weight.T
+        output = self.embed_tokens if self.proj_out is None else self.proj_out
+        return self.layer_norm(x) @ output.weight.T
 
 
 def _fits(cache: KVCache | None, batch: int, dtype: torch.dtype, device, positions: int | None = None) -> bool:

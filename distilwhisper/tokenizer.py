@@ -60,6 +60,15 @@ class Tokenizer:
             raise DistilWhisperError(f"unknown language '{language}'; this checkpoint knows: {known}")
         return self.encoding.encode_single_token(f"<|{language}|>")
 
+    def language_of(self, token: int | None) -> str | None:
+        """The code of a language token's language ("fr" for <|fr|>); None for any other token."""
+        first = self.sot + 1
+        return self.language_codes[token - first] if token is not None and 0 <= token - first < len(self.language_codes) else None
+
+    def task_of(self, token: int | None) -> str | None:
+        """"transcribe" or "translate" for those task tokens; None for any other token."""
+        return {self.transcribe: "transcribe", self.translate: "translate"}.get(token)
+
     def sot_sequence(self, language: str | None, task: str, timestamps: bool = False) -> list[int]:
         """The decoder prompt: <|startoftranscript|> [<|xx|>] <|task|> [<|notimestamps|>].
 

@@ -6,6 +6,7 @@
 """
 
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from .audio import N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim
 from .decoding import SuppressAtBegin, SuppressTokens, greedy_decode
 from .errors import DistilWhisperError
+from .languages import language_code
 from .model import Whisper
 from .tokenizer import Tokenizer, load_tokenizer
 from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
@@ -34,6 +36,7 @@ class Transcription:
     language: str | None
     avg_logprob: float  # mean log-probability of the generated tokens
     no_speech_prob: float  # the model's belief that there is no speech at all
+    truncated: bool = False  # max_new_tokens, not the end token, ended the transcript: text may be missing
 
 
 def as_waveform(audio: AudioInput) -> torch.Tensor:
@@ -42,8 +45,13 @@ def as_waveform(audio: AudioInput) -> torch.Tensor:
         samples = torch.from_numpy(load_audio(audio))
         name = str(audio)
     elif isinstance(audio, (np.ndarray, torch.Tensor)):
-        samples = torch.as_tensor(audio)
         name = f"{type(audio).__name__} input"
+        if isinstance(audio, np.ndarray):
+            if audio.dtype.kind not in "fiu":
+                raise DistilWhisperError(f"{name}: expected 1-D float samples at 16 kHz, got an array of {audio.dtype}")
+            # torch refuses byte-swapped and negatively strided arrays: make a native, contiguous copy of those.
+            audio = np.ascontiguousarray(audio, dtype=audio.dtype.newbyteorder("="))
+        samples = torch.as_tensor(audio)
         if samples.ndim != 1 or not (samples.is_floating_point() or samples.dtype == torch.int16):
             raise DistilWhisperError(f"{name}: expected 1-D float samples at 16 kHz, got {samples.dtype} of shape {tuple(samples.shape)}")
         samples = samples.float() / 32768 if samples.dtype == torch.int16 else samples.float()
@@ -62,13 +70,19 @@ def as_waveform(audio: AudioInput) -> torch.Tensor:
 
 
 class Transcriber:
-    """A loaded checkpoint: the network, its tokenizer and its decoding defaults."""
+    """A loaded checkpoint: the network, its tokenizer and its decoding defaults.
+
+    One Transcriber decodes one batch at a time: the decoder's key/value caches are preallocated buffers
+    on the model (fixed shapes, so the step can become a CUDA graph), so concurrent `transcribe` calls from
+    several threads wait for each other rather than overwrite each other's caches.
+    """
 
     def __init__(self, model: Whisper, tokenizer: Tokenizer, defaults: GenerationDefaults):
         self.model = model
         self.tokenizer = tokenizer
         self.defaults = defaults
         self.rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+        self.lock = threading.Lock()
 
     @property
     def device(self) -> torch.device:
@@ -78,26 +92,47 @@ class Transcriber:
     def dtype(self) -> torch.dtype:
         return self.model.decoder.embed_tokens.weight.dtype
 
-    def prompt(self, language: str | None, task: str, max_new_tokens: int) -> list[int]:
+    def language_and_task(self, language: str | None, task: str | None) -> tuple[str, str]:
+        """The caller's language and task, else the checkpoint's, read in the order transformers' generate() reads them.
+
+        generation_config's `language`/`task` come first; only when it sets neither do its older
+        `forced_decoder_ids` speak. Without any of them: English transcription.
+        """
+        language, task = language or self.defaults.language, task or self.defaults.task
+        if language is None and task is None:
+            for _, token in self.defaults.forced_decoder_ids:
+                language = self.tokenizer.language_of(token) or language
+                task = self.tokenizer.task_of(token) or task
+        return language_code(language or "en"), task or "transcribe"
+
+    def prompt(self, language: str | None = None, task: str | None = None, max_new_tokens: int | None = None) -> list[int]:
         """The decoder prompt, once the options are known to fit the checkpoint."""
-        prompt = self.tokenizer.sot_sequence(language, task)
-        if not 1 <= max_new_tokens <= self.model.dims.n_text_ctx - len(prompt):
+        prompt = self.tokenizer.sot_sequence(*self.language_and_task(language, task))
+        if max_new_tokens is not None and not 1 <= max_new_tokens <= self.model.dims.n_text_ctx - len(prompt):
             raise DistilWhisperError(
                 f"max_new_tokens must be between 1 and {self.model.dims.n_text_ctx - len(prompt)} "
                 f"(the decoder holds {self.model.dims.n_text_ctx} positions, the prompt takes {len(prompt)})"
             )
         return prompt
 
+    def default_max_new_tokens(self, prompt: list[int]) -> int:
+        """transformers' generate() default: the checkpoint's max_length (the decoder's context) less the prompt."""
+        return min(self.defaults.max_length or self.model.dims.n_text_ctx, self.model.dims.n_text_ctx) - len(prompt)
+
     @torch.inference_mode()
     def transcribe(
         self,
         audio: AudioInput | list[AudioInput],
-        language: str | None = "en",
-        task: str = "transcribe",
-        max_new_tokens: int = 128,
+        language: str | None = None,
+        task: str | None = None,
+        max_new_tokens: int | None = None,
         no_speech_threshold: float | None = 0.6,
     ) -> Transcription | list[Transcription]:
         """Greedy transcription of up to 30 s per input; a list of inputs is decoded as one batch.
+
+        `language` and `task` default to the checkpoint's own (generation_config.json), else English
+        transcription. `max_new_tokens` defaults to what fits the decoder, as in transformers; a result
+        whose transcript that limit cut short has `truncated` set.
 
         An input whose no-speech probability is above `no_speech_threshold` is silence: empty text.
         openai/whisper also asks for an unlikely transcript (average log-probability below -1) before
@@ -107,21 +142,25 @@ class Transcriber:
         batch = audio if isinstance(audio, list) else [audio]
         if not batch:
             return []
+        language, task = self.language_and_task(language, task)
         prompt = self.prompt(language, task, max_new_tokens)
+        max_new_tokens = max_new_tokens or self.default_max_new_tokens(prompt)
         waveforms = torch.stack([pad_or_trim(as_waveform(a)) for a in batch]).to(self.device)
-        mel = log_mel_spectrogram(waveforms, self.model.dims.n_mels)
-        features = self.model.encoder(mel.to(self.dtype))
-        decoded = greedy_decode(
-            self.model, features, prompt, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech
-        )
-        results = []
-        for tokens, avg_logprob, no_speech_prob in zip(decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs):
-            if no_speech_threshold is not None and no_speech_prob > no_speech_threshold:
-                tokens = []
-            text_tokens = [t for t in tokens if t < self.tokenizer.eot]
-            results.append(
-                Transcription(self.tokenizer.decode(text_tokens), text_tokens, language, avg_logprob, no_speech_prob)
+        with self.lock:
+            mel = log_mel_spectrogram(waveforms, self.model.dims.n_mels)
+            features = self.model.encoder(mel.to(self.dtype))
+            decoded = greedy_decode(
+                self.model, features, prompt, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech
             )
+        results = []
+        for tokens, avg_logprob, no_speech_prob, truncated in zip(
+            decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated
+        ):
+            if no_speech_threshold is not None and no_speech_prob > no_speech_threshold:
+                tokens, truncated = [], False
+            text_tokens = [t for t in tokens if t < self.tokenizer.eot]
+            text = self.tokenizer.decode(text_tokens)
+            results.append(Transcription(text, text_tokens, language, avg_logprob, no_speech_prob, truncated))
         return results if isinstance(audio, list) else results[0]
 
 
@@ -132,14 +171,37 @@ def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.d
     except RuntimeError as e:
         raise DistilWhisperError(f"unknown device '{device}': {e}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DistilWhisperError("device 'cuda' asked for, but torch sees no CUDA GPU")
+        raise DistilWhisperError(f"device '{device}' asked for, but torch sees no CUDA GPU")
+    if device.type != "cpu":
+        try:  # the one check that covers every backend: cuda:3 on a one-GPU machine, mps without Metal...
+            torch.empty(1, device=device)
+        except Exception as e:  # noqa: BLE001 - each backend raises its own type
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DistilWhisperError(f"device '{device}' is not usable here: {reason}") from None
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     elif isinstance(dtype, str):
         if dtype not in DTYPES:
             raise DistilWhisperError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}")
         dtype = DTYPES[dtype]
+    if device.type == "cpu" and dtype in HALF_PROBES and not cpu_has_half_arithmetic(dtype):
+        # As faster-whisper does: refuse rather than run 15-60x slower than float32 (measured on AVX2).
+        raise DistilWhisperError(
+            f"this CPU has no native {str(dtype).removeprefix('torch.')} matrix arithmetic (it would run many times "
+            "slower than float32): use float32 on the CPU"
+        )
     return device, dtype
+
+
+# oneDNN's own probes for the instructions (AVX512-BF16/FP16, AMX) that make half precision fast on a CPU.
+HALF_PROBES = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
+
+
+def cpu_has_half_arithmetic(dtype: torch.dtype) -> bool:
+    try:
+        return bool(getattr(torch.ops.mkldnn, HALF_PROBES[dtype])())
+    except (AttributeError, RuntimeError):  # a torch without the probe: assume the slow path
+        return False
 
 
 def load_model(

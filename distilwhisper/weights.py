@@ -7,7 +7,7 @@ needs must be there with its shape, and nothing else may be.
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -29,13 +29,14 @@ CHECKPOINT_FILES = [
     "preprocessor_config.json",
 ]
 
-# Checkpoint key prefix -> our module path. The output projection is tied to the token embedding.
+# Checkpoint keys are our parameter names behind "model.", except the output projection, which sits at the
+# checkpoint's top level and in our decoder (it produces the decoder's logits).
 PREFIX = "model."
-TIED_OUTPUT = "proj_out.weight"
+OUTPUT_PROJECTION = {"proj_out.weight": "decoder.proj_out.weight"}
 # Weights that multiply activations (x @ W.T). On the CPU they are stored transposed in memory (same
 # shape, column-major strides): MKL's one-token GEMV then streams W.T row by row, about twice as fast
 # for the vocabulary projection and the MLPs, and the encoder's GEMMs gain too.
-MATMUL_WEIGHTS = ("_proj.weight", "fc1.weight", "fc2.weight", "embed_tokens.weight")
+MATMUL_WEIGHTS = ("_proj.weight", "fc1.weight", "fc2.weight", "embed_tokens.weight", "proj_out.weight")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class GenerationDefaults:
 
     suppress_tokens: tuple[int, ...]
     begin_suppress_tokens: tuple[int, ...]
+    # What a fine-tuned checkpoint decodes by default: `language` (a code, a name or "<|xx|>") and `task`,
+    # or, in older checkpoints, forced_decoder_ids: [[1, language id], [2, task id], [3, <|notimestamps|>]].
+    language: str | None = None
+    task: str | None = None
+    forced_decoder_ids: tuple[tuple[int, int | None], ...] = ()
+    max_length: int | None = None  # decoder positions generate() fills by default, prompt included
 
 
 def resolve_model_dir(
@@ -95,6 +102,7 @@ def load_dims(model_dir: Path) -> ModelDims:
             decoder_layers=config["decoder_layers"],
             decoder_heads=config["decoder_attention_heads"],
             decoder_ffn=config["decoder_ffn_dim"],
+            tie_word_embeddings=config.get("tie_word_embeddings", True),
         )
     except KeyError as e:
         raise DistilWhisperError(f"{config_path} lacks the field {e}") from None
@@ -109,6 +117,10 @@ def load_generation_defaults(model_dir: Path) -> GenerationDefaults:
     return GenerationDefaults(
         suppress_tokens=tuple(config.get("suppress_tokens") or ()),
         begin_suppress_tokens=tuple(config.get("begin_suppress_tokens") or ()),
+        language=config.get("language"),
+        task=config.get("task"),
+        forced_decoder_ids=tuple((position, token) for position, token in config.get("forced_decoder_ids") or ()),
+        max_length=config.get("max_length"),
     )
 
 
@@ -133,48 +145,71 @@ def read_tensors(files: list[Path], dtype: torch.dtype, device: torch.device) ->
         try:
             with safe_open(file, framework="pt", device="cpu") as f:
                 for key in f.keys():
-                    name = key.removeprefix(PREFIX)
+                    name = OUTPUT_PROJECTION.get(key, key.removeprefix(PREFIX))
                     tensors[name] = _place(f.get_tensor(key), dtype, device, name.endswith(MATMUL_WEIGHTS))
         except (SafetensorError, OSError) as e:
             raise DistilWhisperError(f"cannot read {file}: {e}") from None
     return tensors
 
 
+def checkpoint_key(name: str) -> str:
+    """Our parameter name as the checkpoint spells it, for messages."""
+    return next((key for key, ours in OUTPUT_PROJECTION.items() if ours == name), PREFIX + name)
+
+
 def _place(tensor: torch.Tensor, dtype: torch.dtype, device: torch.device, is_matmul_weight: bool) -> torch.Tensor:
     """Cast and move in one copy; matmul weights on the CPU land column-major (see MATMUL_WEIGHTS)."""
-    if not (is_matmul_weight and device.type == "cpu" and tensor.ndim == 2):
+    if not (is_matmul_weight and device.type == "cpu" and dtype == torch.float32 and tensor.ndim == 2):
         return tensor.to(device=device, dtype=dtype)
     return torch.empty(tensor.shape[::-1], dtype=dtype, device=device).T.copy_(tensor)
+
+
+def untie_if_needed(dims: ModelDims, tensors: dict[str, torch.Tensor]) -> ModelDims:
+    """Decide, as transformers does, whether the output projection is the token embedding.
+
+    config.json's `tie_word_embeddings` (default true) says so, but a checkpoint that stores its own
+    proj_out.weight with other values than the embedding keeps it. A stored copy equal to the embedding
+    is dropped, so the two share memory.
+    """
+    projection = tensors.get(OUTPUT_PROJECTION["proj_out.weight"])
+    if not dims.tie_word_embeddings or projection is None:
+        return dims
+    embedding = tensors.get("decoder.embed_tokens.weight")
+    if embedding is not None and projection.shape == embedding.shape and torch.equal(projection, embedding):
+        del tensors[OUTPUT_PROJECTION["proj_out.weight"]]
+        return dims
+    return replace(dims, tie_word_embeddings=False)
 
 
 def check_tensors(model: Whisper, tensors: dict[str, torch.Tensor], source: Path) -> None:
     """Name the first offending key: missing, unexpected, of the wrong shape, or holding NaN/inf."""
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
-    tied = tensors.pop(TIED_OUTPUT, None)
-    if tied is not None and tied.shape != tensors.get("decoder.embed_tokens.weight", tied).shape:
-        raise DistilWhisperError(f"{source}: {TIED_OUTPUT} has shape {tuple(tied.shape)}, unlike the token embedding")
     missing = sorted(expected.keys() - tensors.keys())
     if missing:
-        raise DistilWhisperError(f"{source}: missing tensor {PREFIX}{missing[0]} ({len(missing)} missing in all)")
+        raise DistilWhisperError(f"{source}: missing tensor {checkpoint_key(missing[0])} ({len(missing)} missing in all)")
     unexpected = sorted(tensors.keys() - expected.keys())
     if unexpected:
         raise DistilWhisperError(f"{source}: unexpected tensor {unexpected[0]} ({len(unexpected)} unexpected in all)")
     for name, shape in expected.items():
         if tuple(tensors[name].shape) != shape:
             raise DistilWhisperError(
-                f"{source}: tensor {PREFIX}{name} has shape {tuple(tensors[name].shape)}, config.json implies {shape}"
+                f"{source}: tensor {checkpoint_key(name)} has shape {tuple(tensors[name].shape)}, config.json implies {shape}"
             )
     bad = next((name for name, t in tensors.items() if not torch.isfinite(t).all()), None)
     if bad is not None:
-        raise DistilWhisperError(f"{source}: tensor {PREFIX}{bad} holds NaN or infinite values")
+        raise DistilWhisperError(f"{source}: tensor {checkpoint_key(bad)} holds NaN or infinite values")
 
 
-def load_whisper(model_dir: Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Whisper:
+def load_whisper(
+    model_dir: str | os.PathLike, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> Whisper:
     """Build the network from config.json and fill it from the safetensors, without a random init first."""
+    model_dir = Path(model_dir)
     dims = load_dims(model_dir)
+    tensors = read_tensors(checkpoint_files(model_dir), dtype, torch.device(device))
+    dims = untie_if_needed(dims, tensors)
     with torch.device("meta"):
         model = Whisper(dims)
-    tensors = read_tensors(checkpoint_files(model_dir), dtype, torch.device(device))
     check_tensors(model, tensors, model_dir)
     model.load_state_dict(tensors, strict=True, assign=True)
     return model.eval().requires_grad_(False)
