@@ -1,7 +1,8 @@
-"""Whisper's tokenizer on tiktoken, built from a Hugging Face checkpoint's own vocab.json and tokenizer.json.
+"""Whisper's tokenizer on tiktoken, built from a Hugging Face checkpoint's own tokenizer files.
 
-Every special id is read from the checkpoint rather than hard-coded: large-v3 has one more language than the
-other checkpoints, which shifts every id after the language tokens.
+vocab.json holds the BPE ranks; the special tokens come from tokenizer.json or, in older exports without it,
+added_tokens.json. Every special id is read from the checkpoint rather than hard-coded: large-v3 has one more
+language than the other checkpoints, which shifts every id after the language tokens.
 """
 
 import json
@@ -120,26 +121,12 @@ def _byte_decoder() -> dict[str, int]:
 
 
 def load_tokenizer(model_dir: str | Path) -> Tokenizer:
-    """Build the tokenizer from vocab.json (the BPE ranks) and tokenizer.json (the special tokens)."""
+    """Build the tokenizer from vocab.json (the BPE ranks) and the checkpoint's special tokens."""
     model_dir = Path(model_dir)
-    for name in ("vocab.json", "tokenizer.json"):
-        if not (model_dir / name).is_file():
-            raise DistilWhisperError(f"{model_dir} has no {name}; expected a Hugging Face Whisper checkpoint folder")
+    if not (model_dir / "vocab.json").is_file():
+        raise DistilWhisperError(f"{model_dir} has no vocab.json; expected a Hugging Face Whisper checkpoint folder")
     vocab = json.loads((model_dir / "vocab.json").read_text(encoding="utf-8"))
-    added = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8")).get("added_tokens", [])
-    special = {t["content"]: t["id"] for t in added}
-
-    missing = [name for name in REQUIRED_SPECIALS if name not in special]
-    if not {"<|nospeech|>", "<|nocaptions|>"} & special.keys():
-        missing.append("<|nospeech|>")
-    if missing:
-        raise DistilWhisperError(
-            f"{model_dir / 'tokenizer.json'} lacks {', '.join(missing)}; is this a Whisper checkpoint?"
-        )
-    if "<|0.00|>" not in special:
-        # Older exports leave timestamps out of tokenizer.json; they follow <|notimestamps|> in the model.
-        first = special["<|notimestamps|>"] + 1
-        special |= {f"<|{i * TIME_PRECISION:.2f}|>": first + i for i in range(N_TIMESTAMPS)}
+    special = _special_tokens(model_dir, vocab)
 
     # With GPT-2-style vocabularies a token's id is its merge rank, which is all tiktoken needs.
     first_special = min(special.values())
@@ -150,3 +137,35 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
         name=f"whisper-{model_dir.name}", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=special
     )
     return Tokenizer(encoding)
+
+
+def _special_tokens(model_dir: Path, vocab: dict[str, int]) -> dict[str, int]:
+    """{token: id} of every special token, timestamps included.
+
+    tokenizer.json lists them in added_tokens; older exports have no tokenizer.json, only added_tokens.json.
+    """
+    if (model_dir / "tokenizer.json").is_file():
+        source = model_dir / "tokenizer.json"
+        added = json.loads(source.read_text(encoding="utf-8")).get("added_tokens", [])
+        special = {t["content"]: t["id"] for t in added}
+    elif (model_dir / "added_tokens.json").is_file():
+        source = model_dir / "added_tokens.json"
+        special = json.loads(source.read_text(encoding="utf-8"))
+    else:
+        raise DistilWhisperError(
+            f"{model_dir} has neither tokenizer.json nor added_tokens.json; is this a Whisper checkpoint folder?"
+        )
+    # Older exports keep <|endoftext|> in vocab.json, where GPT-2 had it, and leave it out of the added tokens.
+    if "<|endoftext|>" not in special and "<|endoftext|>" in vocab:
+        special["<|endoftext|>"] = vocab["<|endoftext|>"]
+
+    missing = [name for name in REQUIRED_SPECIALS if name not in special]
+    if not {"<|nospeech|>", "<|nocaptions|>"} & special.keys():
+        missing.append("<|nospeech|>")
+    if missing:
+        raise DistilWhisperError(f"{source} lacks {', '.join(missing)}; is this a Whisper checkpoint?")
+    if "<|0.00|>" not in special:
+        # Older exports leave timestamps out of the added tokens; they follow <|notimestamps|> in the model.
+        first = special["<|notimestamps|>"] + 1
+        special |= {f"<|{i * TIME_PRECISION:.2f}|>": first + i for i in range(N_TIMESTAMPS)}
+    return special

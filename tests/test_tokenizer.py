@@ -1,4 +1,5 @@
-"""The tiktoken tokenizer against transformers' WhisperTokenizer on the real whisper-base checkpoint files."""
+"""The tiktoken tokenizer against transformers' WhisperTokenizer, and its decoder prompt against the one
+transformers' generate() builds, on the real whisper-base checkpoint files."""
 
 import json
 import re
@@ -8,7 +9,7 @@ import pytest
 
 from conftest import BASE_MODEL, needs_shared, read_manifest
 from distilwhisper.errors import DistilWhisperError
-from distilwhisper.tokenizer import load_tokenizer
+from distilwhisper.tokenizer import TASKS, load_tokenizer
 
 HARD_STRINGS = [
     "",
@@ -42,15 +43,20 @@ def texts() -> list[str]:
     return references + [" " + text for text in references] + HARD_STRINGS
 
 
+def hf_tokenizer(folder):
+    """The oracle: transformers' WhisperTokenizer loaded from `folder`, whisper-base's special tokens named."""
+    from transformers import WhisperTokenizer
+
+    # From this checkpoint's files (with or without tokenizer.json), transformers 5.24 registers only <|endoftext|>
+    # as special, so decode_with_timestamps computes timestamp_begin = all_special_ids[-1] + 1 = <|startoftranscript|>
+    # and mislabels every timestamp. Naming the specials restores its intended behaviour (timestamps = ids after them).
+    added = json.loads((BASE_MODEL / "tokenizer.json").read_text())["added_tokens"]
+    return WhisperTokenizer.from_pretrained(folder, extra_special_tokens=[t["content"] for t in added if t["special"]])
+
+
 @pytest.fixture(scope="module")
 def hf():
-    from transformers import AutoTokenizer
-
-    # With this checkpoint's tokenizer_config.json, transformers 5.24 registers only <|endoftext|> as special, so
-    # decode_with_timestamps computes timestamp_begin = all_special_ids[-1] + 1 = <|startoftranscript|> and
-    # mislabels every timestamp. Naming the specials restores its intended behaviour (timestamps = ids after them).
-    added = json.loads((BASE_MODEL / "tokenizer.json").read_text())["added_tokens"]
-    return AutoTokenizer.from_pretrained(BASE_MODEL, extra_special_tokens=[t["content"] for t in added if t["special"]])
+    return hf_tokenizer(BASE_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -112,17 +118,44 @@ def test_language_tokens_match_hf(tok, hf):
     )
 
 
-@needs_shared
-@pytest.mark.parametrize(
-    "language, task, timestamps",
-    [("en", "transcribe", False), ("en", "transcribe", True), ("en", "translate", False), ("de", "translate", True)],
-)
-def test_sot_sequence_matches_hf_prefix_tokens(tok, hf, language, task, timestamps):
-    """Oracle: WhisperTokenizer.set_prefix_tokens(language=<name>, task, predict_timestamps), then .prefix_tokens."""
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+@pytest.fixture(scope="module")
+def hf_generate_prompt():
+    """(language, task, timestamps) -> the input_ids of the first decoder call in whisper-base's generate().
 
-    hf.set_prefix_tokens(language=LANGUAGES[language], task=task, predict_timestamps=timestamps)
-    assert tok.sot_sequence(language, task, timestamps) == hf.prefix_tokens
+    The prompt does not depend on the audio, so one random log-mel is encoded once and every generate() gets
+    those encoder states instead of re-encoding.
+    """
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(BASE_MODEL, dtype=torch.float32).eval()
+    calls = []
+
+    def record(module, args, kwargs):
+        calls.append(kwargs["input_ids"][0].tolist())
+
+    model.model.decoder.register_forward_pre_hook(record, with_kwargs=True)
+    features = torch.randn(1, model.config.num_mel_bins, 3000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        encoded = model.model.encoder(features)
+
+    def prompt(language, task, timestamps):
+        calls.clear()
+        model.generate(
+            encoder_outputs=encoded, language=language, task=task, return_timestamps=timestamps, max_new_tokens=1
+        )
+        return calls[0]
+
+    return prompt
+
+
+@needs_shared
+@pytest.mark.parametrize("timestamps", [False, True], ids=["notimestamps", "timestamps"])
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("language", ["en", "fr", "de", "ja"])
+def test_sot_sequence_matches_hf_generate_prompt(tok, hf_generate_prompt, language, task, timestamps):
+    """Oracle: the decoder input of WhisperForConditionalGeneration.generate(language, task, return_timestamps)."""
+    assert tok.sot_sequence(language, task, timestamps) == hf_generate_prompt(language, task, timestamps)
 
 
 @needs_shared
@@ -162,6 +195,44 @@ def test_timestamps_follow_notimestamps_when_tokenizer_json_lacks_them(tok, tmp_
     assert stripped.decode_with_timestamps(ids) == tok.decode_with_timestamps(ids) == "<|0.00|> hi<|30.00|>"
 
 
+def legacy_tokenizer_files(folder, eot_in_vocab: bool):
+    """whisper-base's tokenizer files as older hub repos ship them: no tokenizer.json, specials in added_tokens.json.
+
+    tokenizer_config.json is left out too: this one also lists the added tokens, so the oracle would not need
+    added_tokens.json. With `eot_in_vocab`, <|endoftext|> moves from added_tokens.json to vocab.json, as in the
+    oldest exports.
+    """
+    for name in ("vocab.json", "merges.txt", "added_tokens.json", "special_tokens_map.json"):
+        shutil.copy(BASE_MODEL / name, folder / name)
+    if eot_in_vocab:
+        vocab, added = (json.loads((folder / name).read_text()) for name in ("vocab.json", "added_tokens.json"))
+        vocab["<|endoftext|>"] = added.pop("<|endoftext|>")
+        (folder / "vocab.json").write_text(json.dumps(vocab))
+        (folder / "added_tokens.json").write_text(json.dumps(added))
+    return folder
+
+
+@needs_shared
+@pytest.mark.parametrize("eot_in_vocab", [False, True], ids=["eot-in-added-tokens", "eot-in-vocab"])
+def test_checkpoint_without_tokenizer_json_matches_hf(tok, tmp_path, eot_in_vocab):
+    """Oracle: WhisperTokenizer loaded from the same folder (vocab.json, merges.txt, added_tokens.json), and the
+    full checkpoint: every special id, encoding and decoding must come out the same."""
+    folder = legacy_tokenizer_files(tmp_path, eot_in_vocab)
+    legacy, hf = load_tokenizer(folder), hf_tokenizer(folder)
+
+    for attribute, token in SPECIALS.items():
+        assert getattr(legacy, attribute) == getattr(tok, attribute) == hf.convert_tokens_to_ids(token), attribute
+    assert {t: legacy.encoding.encode_single_token(t) for t in tok.encoding.special_tokens_set} == {
+        t: tok.encoding.encode_single_token(t) for t in tok.encoding.special_tokens_set
+    }
+    assert legacy.language_codes == tok.language_codes
+    for text in texts():
+        ids = legacy.encode(text)
+        assert ids == tok.encode(text) == hf.encode(text, add_special_tokens=False), repr(text)
+        framed = [*legacy.sot_sequence("en", "transcribe", timestamps=True), legacy.timestamp_begin, *ids, legacy.eot]
+        assert legacy.decode(framed) == tok.decode(framed) == hf.decode(framed, skip_special_tokens=True), repr(text)
+
+
 @needs_shared
 def test_unknown_language_is_a_readable_error(tok):
     with pytest.raises(DistilWhisperError, match=r"unknown language 'xx'; this checkpoint knows: en, zh, de"):
@@ -178,8 +249,9 @@ def test_unknown_task_is_a_readable_error(tok):
     "files, message",
     [
         ({}, "has no vocab.json"),
-        ({"vocab.json": "{}"}, "has no tokenizer.json"),
-        ({"vocab.json": "{}", "tokenizer.json": '{"added_tokens": []}'}, "lacks <|endoftext|>, "),
+        ({"vocab.json": "{}"}, "has neither tokenizer.json nor added_tokens.json"),
+        ({"vocab.json": "{}", "tokenizer.json": '{"added_tokens": []}'}, "tokenizer.json lacks <|endoftext|>, "),
+        ({"vocab.json": "{}", "added_tokens.json": '{"<|en|>": 1}'}, "added_tokens.json lacks <|endoftext|>, "),
     ],
 )
 def test_incomplete_checkpoint_is_a_readable_error(tmp_path, files, message):
@@ -187,4 +259,4 @@ def test_incomplete_checkpoint_is_a_readable_error(tmp_path, files, message):
         (tmp_path / name).write_text(text)
     with pytest.raises(DistilWhisperError, match=re.escape(str(tmp_path))) as error:
         load_tokenizer(tmp_path)
-    assert message in str(error.value)
+    assert message in str(error.value) and "\n" not in str(error.value)

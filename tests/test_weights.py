@@ -5,12 +5,16 @@ import shutil
 
 import pytest
 import torch
+from huggingface_hub.utils import filter_repo_objects
 from safetensors.torch import load_file, save_file
 
-from conftest import TINY_CONFIGS, save_random_whisper
+from conftest import BASE_MODEL, TINY_CONFIGS, needs_shared, save_random_whisper
 from distilwhisper import DistilWhisperError, load_model
 from distilwhisper.model import Whisper
-from distilwhisper.weights import load_dims, load_whisper, resolve_model_dir
+from distilwhisper.tokenizer import load_tokenizer
+from distilwhisper.weights import (
+    CHECKPOINT_FILES, load_dims, load_generation_defaults, load_whisper, resolve_model_dir
+)
 
 TINY = TINY_CONFIGS["distil-2dec"]
 
@@ -106,25 +110,68 @@ def test_corrupt_safetensors_is_rejected(single, tmp_path):
         load_whisper(tmp_path)
 
 
-def fake_hub_cache(cache_dir, repo_id: str, files) -> None:
-    """The huggingface-hub cache layout: models--owner--name/{refs/main, snapshots/<commit>/...}."""
+def fake_hub_cache(cache_dir, repo_id: str, source, names) -> None:
+    """The huggingface-hub cache layout, models--owner--name/{refs/main, snapshots/<commit>/...}, holding
+    the files `names` (paths relative to `source`)."""
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
     snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for file in files:
-        shutil.copy(file, snapshot)
+    for name in names:
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / name, snapshot / name)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
 
 
-def test_hub_id_resolves_offline_from_the_cache(single, tmp_path, monkeypatch):
+TOKENIZER_FILES = ["tokenizer.json", "vocab.json", "merges.txt", "added_tokens.json", "special_tokens_map.json",
+                   "tokenizer_config.json", "normalizer.json"]
+OLD_TOKENIZER_FILES = [name for name in TOKENIZER_FILES if name != "tokenizer.json"]  # as older repos ship them
+# Files whisper repos on the hub carry that a transcription does not read: other weight formats and precisions,
+# docs, tokenizer files the tiktoken tokenizer has no use for. None of them may be downloaded.
+NOT_NEEDED = ["pytorch_model.bin", "flax_model.msgpack", "tf_model.h5", "model.fp32-00001-of-00002.safetensors",
+              "model.safetensors.index.fp32.json", "onnx/encoder_model.onnx", "ggml-base.bin", "README.md",
+              ".gitattributes", "merges.txt", "special_tokens_map.json", "tokenizer_config.json", "normalizer.json"]
+
+
+def full_repo(checkpoint, tokenizer_files, folder):
+    """A hub repo's worth of files: the checkpoint, whisper-base's tokenizer files, and NOT_NEEDED's others."""
+    shutil.copytree(checkpoint, folder)
+    for name in tokenizer_files:
+        shutil.copy(BASE_MODEL / name, folder / name)
+    for name in NOT_NEEDED:
+        if not (folder / name).exists():
+            (folder / name).parent.mkdir(exist_ok=True)
+            (folder / name).write_bytes(b"not needed")
+    return folder
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "weights, tokenizer_files",
+    [("single", TOKENIZER_FILES), ("sharded", TOKENIZER_FILES), ("single", OLD_TOKENIZER_FILES)],
+    ids=["single", "sharded", "no-tokenizer-json"],
+)
+def test_hub_id_loads_offline_from_only_checkpoint_files(request, weights, tokenizer_files, tmp_path, monkeypatch):
+    """Oracle: huggingface_hub's filter_repo_objects, the filter snapshot_download applies to CHECKPOINT_FILES.
+
+    Only the files it selects from a full repo reach the cache, so a pattern that misses a file the loader
+    reads fails the load, and one that catches a file nobody reads fails the first assert.
+    """
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    fake_hub_cache(tmp_path, "distil-whisper/tiny-random", sorted(single.iterdir()))
-    model_dir = resolve_model_dir("distil-whisper/tiny-random", cache_dir=tmp_path)
-    assert model_dir.parent.name == "snapshots"
-    a, b = load_whisper(model_dir).state_dict(), load_whisper(single).state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    checkpoint = request.getfixturevalue(weights)
+    repo = full_repo(checkpoint, tokenizer_files, tmp_path / "repo")
+    files = [str(path.relative_to(repo)) for path in repo.rglob("*") if path.is_file()]
+    selected = set(filter_repo_objects(files, allow_patterns=CHECKPOINT_FILES))
+    assert not selected & set(NOT_NEEDED), "downloaded but never read"
+    fake_hub_cache(tmp_path / "cache", "distil-whisper/tiny-random", repo, selected)
+
+    loaded = load_model("distil-whisper/tiny-random", device="cpu", dtype="float32", cache_dir=tmp_path / "cache")
+    a, b = loaded.model.state_dict(), load_whisper(checkpoint).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert loaded.defaults == load_generation_defaults(checkpoint)
+    reference = load_tokenizer(BASE_MODEL)
+    assert loaded.tokenizer.encoding.n_vocab == reference.encoding.n_vocab
+    assert loaded.tokenizer.encode(" Hello, world") == reference.encode(" Hello, world")
 
 
 def test_hub_id_missing_from_the_cache_is_a_clear_error(tmp_path, monkeypatch):
