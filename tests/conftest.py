@@ -63,6 +63,13 @@ def save_random_whisper(path: Path, seed: int, shard: bool = False, **overrides)
     return path
 
 
+def add_base_tokenizer(path: Path) -> Path:
+    """Random checkpoints have no tokenizer files; whisper-base's fit their 51865-token vocabulary."""
+    for name in ("tokenizer.json", "vocab.json"):
+        shutil.copy(BASE_MODEL / name, path / name)
+    return path
+
+
 def hf_greedy_tokens(hf_model, input_features, max_new_tokens: int, eos: int = 50257, **generate_kwargs) -> list[list[int]]:
     """The oracle: transformers' Whisper generate, greedy, English transcription, text tokens only.
 

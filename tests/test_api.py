@@ -89,3 +89,63 @@ def test_bad_dtype_and_device_are_clear_errors():
         load_model(BASE_MODEL, dtype="float8")
     with pytest.raises(DistilWhisperError, match="unknown device 'gpu0'"):
         load_model(BASE_MODEL, device="gpu0")
+
+
+def test_byte_swapped_and_reversed_arrays_are_accepted(model, jfk):
+    from distilwhisper.audio import load_audio
+
+    samples = load_audio(JFK)
+    assert model.transcribe(samples.astype(">f4")) == jfk
+    assert model.transcribe(samples[::-1].copy()[::-1]) == jfk  # a negative-stride view of the same samples
+    assert model.transcribe((samples * 32768).round().astype(">i2")).tokens == jfk.tokens
+
+
+def test_concurrent_calls_equal_sequential_calls(model):
+    """Four threads share one model (as a web server would): each gets what a call on its own gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import read_manifest
+
+    files = [path for path, _ in read_manifest()[:4]]
+    sequential = [model.transcribe(path) for path in files]
+    with ThreadPoolExecutor(len(files)) as pool:
+        for _ in range(2):
+            assert list(pool.map(model.transcribe, files)) == sequential
+
+
+def test_the_default_token_limit_is_not_hit_by_speech_and_a_low_one_is_reported(model, jfk):
+    assert not jfk.truncated
+    cut = model.transcribe(JFK, max_new_tokens=5)
+    assert cut.truncated and cut.tokens == jfk.tokens[:5]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_on_cpu_is_refused_where_the_cpu_lacks_it(dtype, monkeypatch):
+    monkeypatch.setattr("distilwhisper.transcribe.cpu_has_half_arithmetic", lambda dtype: False)
+    with pytest.raises(DistilWhisperError, match=f"no native {dtype} matrix arithmetic.*use float32"):
+        load_model(BASE_MODEL, device="cpu", dtype=dtype)
+
+
+def test_the_half_precision_probe_sees_a_cpu_without_half_units():
+    """oneDNN told to use AVX2 at most (a CPU without AVX512-FP16/BF16 or AMX) must make us refuse."""
+    import subprocess
+    import sys
+
+    code = ("import distilwhisper.transcribe as t, torch; "
+            "print(t.cpu_has_half_arithmetic(torch.float16), t.cpu_has_half_arithmetic(torch.bfloat16))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert run.stdout.split() == ["False", "False"], run.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_on_cpu_transcribes_like_float32(dtype, jfk):
+    """Where the CPU computes half precision natively. Tolerance: the same text as float32 on this clear
+    speech (measured: identical tokens for both dtypes on JFK with whisper-base)."""
+    from distilwhisper.transcribe import DTYPES, cpu_has_half_arithmetic
+
+    if not cpu_has_half_arithmetic(DTYPES[dtype]):
+        pytest.skip(f"this CPU has no native {dtype} arithmetic, so {dtype} is refused on it")
+    half = load_model(BASE_MODEL, device="cpu", dtype=dtype)
+    assert half.model.decoder.embed_tokens.weight.dtype == DTYPES[dtype]
+    assert half.transcribe(JFK).text == jfk.text

@@ -1,6 +1,8 @@
 """The command line: batches of files, one readable line per failure, atomic output files."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -91,3 +93,80 @@ def test_inputs_with_the_same_name_do_not_overwrite_each_other(tmp_path, capsys,
     err = capsys.readouterr().err
     assert code == 1 and len(err.splitlines()) == 1 and "would overwrite that of" in err
     assert (tmp_path / "out" / f"{GOOD[1].stem}.txt").read_text() == expected_texts[1] + "\n"
+
+
+@needs_shared
+def test_an_unexpected_failure_fails_its_batch_alone(tmp_path, capsys, expected_texts, monkeypatch):
+    """Out of memory (or any other crash) in one batch: one line per file of it, the next batch still runs."""
+    import torch
+
+    from distilwhisper.transcribe import Transcriber
+
+    real_transcribe, calls = Transcriber.transcribe, []
+
+    def out_of_memory_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
+        return real_transcribe(self, *args, **kwargs)
+
+    monkeypatch.setattr(Transcriber, "transcribe", out_of_memory_once)
+    code = main([*map(str, GOOD), "--model", str(BASE_MODEL), "--batch-size", "2"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out.splitlines() == expected_texts[2:]
+    assert err.splitlines() == [
+        f"distilwhisper: error: {source}: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+        for source in GOOD[:2]
+    ]
+
+
+@needs_shared
+def test_memory_error_reading_one_file_fails_that_file_alone(capsys, expected_texts, monkeypatch):
+    from distilwhisper import cli
+
+    def as_waveform(source):
+        if source == str(GOOD[0]):
+            raise MemoryError()
+        return real(source)
+
+    real = cli.as_waveform
+    monkeypatch.setattr(cli, "as_waveform", as_waveform)
+    assert main([*map(str, GOOD), "--model", str(BASE_MODEL)]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines() == expected_texts[1:] and err.splitlines() == [f"distilwhisper: error: {GOOD[0]}: MemoryError"]
+
+
+@pytest.mark.parametrize("device", ["cuda:1", "mps", "tpu"])
+def test_an_unusable_device_is_one_line_exit_2(device, capsys):
+    if device == "cuda:1":
+        import torch
+
+        if torch.cuda.device_count() > 1:
+            pytest.skip("this machine has a second GPU")
+    assert main(["speech.wav", "--model", str(BASE_MODEL), "--device", device]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("distilwhisper: error: ") and f"'{device}'" in err[0]
+
+
+def test_written_files_get_an_ordinary_mode_or_keep_the_one_they_replace(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_atomically(tmp_path / "new.txt", "text")
+        (tmp_path / "kept.txt").write_text("old")
+        os.chmod(tmp_path / "kept.txt", 0o640)
+        write_atomically(tmp_path / "kept.txt", "text")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "kept.txt").stat().st_mode) == 0o640
+    assert (tmp_path / "kept.txt").read_text() == "text\n"
+
+
+@needs_shared
+def test_a_transcript_cut_by_the_token_limit_is_reported(capsys):
+    assert main([str(GOOD[0]), "--model", str(BASE_MODEL), "--max-new-tokens", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1
+    assert err.splitlines() == [
+        f"distilwhisper: warning: {GOOD[0]}: the transcript was cut at 3 tokens (--max-new-tokens) before its end"
+    ]

@@ -88,3 +88,64 @@ def test_suppressed_tokens_follow_transformers(checkpoint):
     assert got == expected
     assert not set(suppress) & {t for row in got for t in row}
     assert all(row[0] not in begin_suppress for row in got)
+
+
+@pytest.mark.parametrize("how", ["config-untied", "stored-copy-differs"])
+def test_untied_output_projection_matches_transformers(how, tmp_path):
+    """A checkpoint with its own proj_out.weight, untied by config.json or by differing from the embedding.
+
+    Oracle: transformers, which keeps a stored projection that differs even when the config says tied.
+    """
+    from safetensors.torch import load_file, save_file
+    from transformers import WhisperForConditionalGeneration
+
+    path = save_random_whisper(tmp_path, seed=21, tie_word_embeddings=how != "config-untied", **TINY_CONFIGS["distil-2dec"])
+    if how == "stored-copy-differs":
+        tensors = load_file(path / "model.safetensors")
+        tensors["proj_out.weight"] = torch.randn(tensors["model.decoder.embed_tokens.weight"].shape) * 0.2
+        save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
+    oracle = WhisperForConditionalGeneration.from_pretrained(path).eval()
+    assert not torch.equal(oracle.proj_out.weight, oracle.model.decoder.embed_tokens.weight)
+    ours = load_whisper(path)
+    mel = random_mel(ours, 2, seed=22)
+    tokens = torch.randint(0, 50257, (2, 7), generator=torch.Generator().manual_seed(23))
+    with torch.no_grad():
+        expected = oracle(input_features=mel, decoder_input_ids=tokens).logits
+        got = ours(mel, tokens)
+    assert (got - expected).abs().max().item() < TOLERANCE
+
+
+def test_a_stored_copy_of_the_embedding_stays_tied(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = save_random_whisper(tmp_path, seed=24, **TINY_CONFIGS["distil-2dec"])
+    tensors = load_file(path / "model.safetensors")
+    tensors["proj_out.weight"] = tensors["model.decoder.embed_tokens.weight"].clone()
+    save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
+    ours = load_whisper(path)
+    assert ours.dims.tie_word_embeddings and ours.decoder.proj_out is None
+
+
+def test_forward_works_in_any_grad_mode_after_decoding(checkpoint):
+    """Caches first made by greedy_decode (under inference_mode) are reused by a plain forward, and back."""
+    _, _, ours = checkpoint
+    mel = random_mel(ours, 2, seed=25)
+    tokens = torch.randint(0, 50257, (2, 6), generator=torch.Generator().manual_seed(26))
+    greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=[], max_new_tokens=3)
+    with torch.no_grad():
+        reference = ours(mel, tokens)
+    assert torch.equal(ours(mel, tokens), reference)  # grad mode on: the weights need no grad
+    with torch.inference_mode():
+        assert torch.equal(ours(mel, tokens), reference)
+
+
+def test_caches_reused_across_batch_sizes_give_fresh_results(checkpoint):
+    """Decoding batches of 2, 3, then 2 again: each as if on a freshly loaded model."""
+    path, _, ours = checkpoint
+    mels = [random_mel(ours, 2, seed=27), random_mel(ours, 3, seed=28)]
+
+    def decode(model, mel):
+        return greedy_decode(model, model.encoder(mel), PROMPT, eot=50257, rules=[], max_new_tokens=15).tokens
+
+    fresh = [decode(load_whisper(path), mel) for mel in mels]
+    assert [decode(ours, mels[0]), decode(ours, mels[1]), decode(ours, mels[0])] == [fresh[0], fresh[1], fresh[0]]
