@@ -109,8 +109,10 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
     for source in sources:
         try:
             loaded.append((source, as_waveform(source)))
-        except Exception as e:  # noqa: BLE001 - a file that cannot be read fails alone
-            fail(describe(e))
+        except DistilWhisperError as e:  # its message names the file
+            fail(str(e))
+        except Exception as e:  # noqa: BLE001 - a file that cannot be read (out of memory...) fails alone
+            fail(f"{source}: {describe(e)}")
     if not loaded:
         return len(sources)
     names, waveforms = zip(*loaded)

@@ -116,8 +116,10 @@ class Transcriber:
         return prompt
 
     def default_max_new_tokens(self, prompt: list[int]) -> int:
-        """transformers' generate() default: the checkpoint's max_length (the decoder's context) less the prompt."""
-        return min(self.defaults.max_length or self.model.dims.n_text_ctx, self.model.dims.n_text_ctx) - len(prompt)
+        """transformers' generate() default: the checkpoint's max_length (448 in Whisper's), at most what the
+        decoder holds after the prompt."""
+        room = self.model.dims.n_text_ctx - len(prompt)
+        return min(self.defaults.max_length or room, room)
 
     @torch.inference_mode()
     def transcribe(
