@@ -9,10 +9,11 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["distilwhisper"]),
+    package_data={"distilwhisper": ["py.typed"]},  # the type hints reach users' type checkers
     install_requires=["torch>=2.4", "numpy", "tiktoken>=0.7", "safetensors>=0.4", "huggingface-hub>=0.23"],
     extras_require={
         # The oracle (transformers) and the speed anchor (faster-whisper): tests and benchmarks only.
-        "test": ["pytest>=8", "transformers>=5.17,<6"],
+        "test": ["pytest>=8", "transformers>=5.17,<6", "mypy>=1.10"],
         "bench": ["transformers>=5.17,<6", "faster-whisper>=1.0"],
     },
     entry_points={"console_scripts": ["distilwhisper = distilwhisper.cli:main"]},

@@ -1,7 +1,12 @@
 """distilwhisper: Whisper and Distil-Whisper inference in plain PyTorch."""
 
+from .audio import load_audio, log_mel_spectrogram, pad_or_trim
 from .errors import DistilWhisperError
 from .model import ModelDims, Whisper
 from .transcribe import Transcriber, Transcription, load_model
+from .weights import load_whisper
 
-__all__ = ["DistilWhisperError", "ModelDims", "Transcriber", "Transcription", "Whisper", "load_model"]
+__all__ = [
+    "DistilWhisperError", "ModelDims", "Transcriber", "Transcription", "Whisper",
+    "load_audio", "load_model", "load_whisper", "log_mel_spectrogram", "pad_or_trim",
+]  # fmt: skip

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import DistilWhisperError
-from .transcribe import DTYPES, Transcriber, Transcription, as_waveform, load_model
+from .transcribe import DEFAULT_BATCH_SIZE, DTYPES, Transcriber, Transcription, as_waveform, load_model
 
 DEFAULT_MODEL = "distil-whisper/distil-large-v2"
 
@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="default: the checkpoint's, else transcribe")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="tokens per input at most (default: what the decoder holds, 444 for a 448-position decoder)")
-    parser.add_argument("--batch-size", type=int, default=8, help="files decoded together (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="files decoded together (default: %(default)s)")
     parser.add_argument("--output-format", default="txt", choices=["txt", "json"])
     parser.add_argument("--output-dir", default=None, help="write one file per input here instead of printing")
     args = parser.parse_args(argv)
@@ -40,9 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def render(result: Transcription, source: str, output_format: str) -> str:
     if output_format == "json":
-        fields = {"file": source, "text": result.text.strip(), "language": result.language, "tokens": result.tokens,
-                  "avg_logprob": result.avg_logprob, "no_speech_prob": result.no_speech_prob}
-        return json.dumps(fields, ensure_ascii=False)
+        # Whisper's leading space is dropped here, as in the txt output.
+        return json.dumps({"file": source} | result.to_dict() | {"text": result.text.strip()}, ensure_ascii=False)
     return result.text.strip()
 
 
@@ -117,7 +116,8 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
         return len(sources)
     names, waveforms = zip(*loaded)
     try:
-        results = transcriber.transcribe(list(waveforms), args.language, args.task, args.max_new_tokens)
+        results = transcriber.transcribe(list(waveforms), args.language, args.task, args.max_new_tokens,
+                                         batch_size=len(waveforms))
     except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error...: this batch fails, the next ones still run
         for source in names:
             fail(f"{source}: {describe(e)}")

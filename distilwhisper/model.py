@@ -18,6 +18,10 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class ModelDims:
+    """Every size of a Whisper network. `ModelDims.from_config(json.load(open("config.json")))` reads them
+    from a Hugging Face config; openai's own `.pt` checkpoints (ModelDimensions) are not read: convert them
+    to the Hugging Face layout first (transformers' convert_openai_to_hf.py)."""
+
     n_mels: int
     n_audio_ctx: int  # encoder positions: 1500 for 30 s of audio
     n_text_ctx: int  # decoder positions: 448
@@ -31,6 +35,24 @@ class ModelDims:
     decoder_ffn: int
     # Most checkpoints reuse the token embedding as the output projection; fine-tunes may untie them.
     tie_word_embeddings: bool = True
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ModelDims":
+        """The dims of a Hugging Face WhisperConfig (config.json as a dict); a missing field raises KeyError."""
+        return cls(
+            n_mels=config["num_mel_bins"],
+            n_audio_ctx=config["max_source_positions"],
+            n_text_ctx=config["max_target_positions"],
+            n_vocab=config["vocab_size"],
+            d_model=config["d_model"],
+            encoder_layers=config["encoder_layers"],
+            encoder_heads=config["encoder_attention_heads"],
+            encoder_ffn=config["encoder_ffn_dim"],
+            decoder_layers=config["decoder_layers"],
+            decoder_heads=config["decoder_attention_heads"],
+            decoder_ffn=config["decoder_ffn_dim"],
+            tie_word_embeddings=config.get("tie_word_embeddings", True),
+        )
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:
@@ -197,6 +219,20 @@ def _fits(cache: KVCache | None, batch: int, dtype: torch.dtype, device, positio
 
 
 class Whisper(nn.Module):
+    """The whole network: `encoder(mel)` gives audio features, `decoder(tokens, input_pos)` logits.
+
+    Build it from dims and fill it from a checkpoint yourself, or let `distilwhisper.load_whisper(folder)`
+    do both:
+
+        dims = ModelDims.from_config(json.loads(Path(folder, "config.json").read_text()))
+        with torch.device("meta"):
+            model = Whisper(dims)  # no memory, no random init
+        model.load_state_dict(tensors, assign=True)  # our names: the checkpoint's keys without "model."
+
+    `forward(mel, tokens)` gives teacher-forced logits in one call. For decoding, call
+    `decoder.setup_caches(encoder(mel))` once per batch, then `decoder(tokens, input_pos)` step by step.
+    """
+
     def __init__(self, dims: ModelDims):
         super().__init__()
         self.dims = dims

@@ -7,7 +7,8 @@
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import overload
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from .tokenizer import Tokenizer, load_tokenizer
 from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
 
 AudioInput = str | os.PathLike | np.ndarray | torch.Tensor
+DEFAULT_BATCH_SIZE = 8  # 30 s windows decoded together; the CLI's --batch-size default too
 
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
@@ -37,6 +39,10 @@ class Transcription:
     avg_logprob: float  # mean log-probability of the generated tokens
     no_speech_prob: float  # the model's belief that there is no speech at all
     truncated: bool = False  # max_new_tokens, not the end token, ended the transcript: text may be missing
+
+    def to_dict(self) -> dict:
+        """The fields as plain JSON types: what the CLI's JSON output holds, besides "file"."""
+        return asdict(self)
 
 
 def as_waveform(audio: AudioInput) -> torch.Tensor:
@@ -121,6 +127,28 @@ class Transcriber:
         room = self.model.dims.n_text_ctx - len(prompt)
         return min(self.defaults.max_length or room, room)
 
+    @overload
+    def transcribe(
+        self,
+        audio: AudioInput,
+        language: str | None = None,
+        task: str | None = None,
+        max_new_tokens: int | None = None,
+        no_speech_threshold: float | None = 0.6,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Transcription: ...
+
+    @overload
+    def transcribe(
+        self,
+        audio: list[AudioInput],
+        language: str | None = None,
+        task: str | None = None,
+        max_new_tokens: int | None = None,
+        no_speech_threshold: float | None = 0.6,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> list[Transcription]: ...
+
     @torch.inference_mode()
     def transcribe(
         self,
@@ -129,8 +157,11 @@ class Transcriber:
         task: str | None = None,
         max_new_tokens: int | None = None,
         no_speech_threshold: float | None = 0.6,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> Transcription | list[Transcription]:
-        """Greedy transcription of up to 30 s per input; a list of inputs is decoded as one batch.
+        """Greedy transcription of up to 30 s per input. A list comes back as a list, in its order, decoded
+        `batch_size` inputs at a time (each batch's audio is read only when its turn comes, so memory
+        depends on the batch size, not on the length of the list).
 
         `language` and `task` default to the checkpoint's own (generation_config.json), else English
         transcription. `max_new_tokens` defaults to what fits the decoder, as in transformers; a result
@@ -141,15 +172,24 @@ class Transcriber:
         it drops one, which keeps the confident " you" Whisper hallucinates on digital silence; we don't.
         `no_speech_threshold=None` keeps whatever was decoded.
         """
-        batch = audio if isinstance(audio, list) else [audio]
-        if not batch:
-            return []
+        inputs = audio if isinstance(audio, list) else [audio]
+        if batch_size < 1:
+            raise DistilWhisperError(f"batch_size must be at least 1, got {batch_size}")
         language, task = self.language_and_task(language, task)
         prompt = self.prompt(language, task, max_new_tokens)
         max_new_tokens = max_new_tokens or self.default_max_new_tokens(prompt)
-        waveforms = torch.stack([pad_or_trim(as_waveform(a)) for a in batch]).to(self.device)
+        results = []
+        for start in range(0, len(inputs), batch_size):
+            batch = [pad_or_trim(as_waveform(a)) for a in inputs[start : start + batch_size]]
+            results += self.decode_batch(torch.stack(batch), prompt, max_new_tokens, no_speech_threshold, language)
+        return results if isinstance(audio, list) else results[0]
+
+    def decode_batch(
+        self, waveforms: torch.Tensor, prompt: list[int], max_new_tokens: int, no_speech_threshold: float | None, language: str
+    ) -> list[Transcription]:
+        """(batch, N_SAMPLES) samples -> one Transcription each."""
         with self.lock:
-            mel = log_mel_spectrogram(waveforms, self.model.dims.n_mels)
+            mel = log_mel_spectrogram(waveforms.to(self.device), self.model.dims.n_mels)
             features = self.model.encoder(mel.to(self.dtype))
             decoded = greedy_decode(
                 self.model, features, prompt, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech
@@ -163,7 +203,7 @@ class Transcriber:
             text_tokens = [t for t in tokens if t < self.tokenizer.eot]
             text = self.tokenizer.decode(text_tokens)
             results.append(Transcription(text, text_tokens, language, avg_logprob, no_speech_prob, truncated))
-        return results if isinstance(audio, list) else results[0]
+        return results
 
 
 def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:

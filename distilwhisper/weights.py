@@ -35,7 +35,9 @@ PREFIX = "model."
 OUTPUT_PROJECTION = {"proj_out.weight": "decoder.proj_out.weight"}
 # Weights that multiply activations (x @ W.T). On the CPU they are stored transposed in memory (same
 # shape, column-major strides): MKL's one-token GEMV then streams W.T row by row, about twice as fast
-# for the vocabulary projection and the MLPs, and the encoder's GEMMs gain too.
+# for the vocabulary projection and the MLPs, and the encoder's GEMMs gain too. Only in float32: half
+# precision GEMMs on the CPU are slower from that layout. state_dict() hands out row-major copies of them
+# (`_row_major_state`), so it saves with safetensors as is.
 MATMUL_WEIGHTS = ("_proj.weight", "fc1.weight", "fc2.weight", "embed_tokens.weight", "proj_out.weight")
 
 
@@ -90,20 +92,7 @@ def load_dims(model_dir: Path) -> ModelDims:
     if config.get("model_type") != "whisper":
         raise DistilWhisperError(f"{config_path} describes a '{config.get('model_type')}' model, not 'whisper'")
     try:
-        return ModelDims(
-            n_mels=config["num_mel_bins"],
-            n_audio_ctx=config["max_source_positions"],
-            n_text_ctx=config["max_target_positions"],
-            n_vocab=config["vocab_size"],
-            d_model=config["d_model"],
-            encoder_layers=config["encoder_layers"],
-            encoder_heads=config["encoder_attention_heads"],
-            encoder_ffn=config["encoder_ffn_dim"],
-            decoder_layers=config["decoder_layers"],
-            decoder_heads=config["decoder_attention_heads"],
-            decoder_ffn=config["decoder_ffn_dim"],
-            tie_word_embeddings=config.get("tie_word_embeddings", True),
-        )
+        return ModelDims.from_config(config)
     except KeyError as e:
         raise DistilWhisperError(f"{config_path} lacks the field {e}") from None
 
@@ -212,4 +201,10 @@ def load_whisper(
         model = Whisper(dims)
     check_tensors(model, tensors, model_dir)
     model.load_state_dict(tensors, strict=True, assign=True)
+    model.register_state_dict_post_hook(_row_major_state)
     return model.eval().requires_grad_(False)
+
+
+def _row_major_state(module: torch.nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    for name, tensor in state_dict.items():
+        state_dict[name] = tensor.contiguous()
