@@ -23,6 +23,13 @@ N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 frames in a mel spectrogram input
 
 # WAVE format tags; EXTENSIBLE keeps the real tag in the first two bytes of its SubFormat GUID
 _WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+_MIN_RATE, _MAX_RATE = 1000, 384000  # sample rates the built-in reader resamples from
+
+_ZEROS = 32  # sinc zero crossings each side: flat to 3.4 kHz even from 8 kHz telephone audio
+# The resampler's memory, whatever the rates and however long the audio: at most this many filter taps at once
+# (a phase table, or one block's per-output taps: 4 MB), and this many outputs per convolution (its workspace
+# grows with its output; blocks this big keep it as fast as one call over the whole file).
+_MAX_TAPS, _BLOCK_OUTPUTS = 1 << 20, 1 << 16
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -76,6 +83,11 @@ def _read_wav(path: str, sample_rate: int) -> np.ndarray:
         tag = struct.unpack_from("<H", fmt, 24)[0]
     if channels == 0 or rate == 0:
         raise DistilWhisperError(f"could not decode {path}: corrupt WAV file ({channels} channels at {rate} Hz)")
+    if not _MIN_RATE <= rate <= _MAX_RATE:  # checked before decoding: a wild rate would size the resampler
+        raise DistilWhisperError(
+            f"could not decode {path}: unsupported sample rate {rate} Hz "
+            f"(the built-in WAV reader takes {_MIN_RATE} to {_MAX_RATE} Hz)"
+        )
     width = block_align // channels  # container bytes per sample; 20-bit audio lives in 3 bytes
     count = len(data) // block_align * channels if block_align else 0  # whole frames only
 
@@ -101,23 +113,49 @@ def _read_wav(path: str, sample_rate: int) -> np.ndarray:
 
 
 def _resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """Band-limited resampling with a Hann-windowed sinc: torchaudio.functional.resample's algorithm, longer filter."""
+    """Band-limited resampling with a Hann-windowed sinc: torchaudio.functional.resample's algorithm, longer filter.
+
+    Output k interpolates the input around position k * orig_rate / new_rate, a block of outputs at a time,
+    so memory stays bounded however long the audio and whatever the rates.
+    """
     g = math.gcd(orig_rate, new_rate)
     orig, new = orig_rate // g, new_rate // g
-    zeros = 32  # sinc zero crossings each side: flat to 3.4 kHz even from 8 kHz telephone audio
-    # Cut off just below the lower Nyquist frequency, leaving room for the filter's transition band.
-    cutoff = min(orig, new) * 0.99
-    width = math.ceil(zeros * orig / cutoff)
-    # One kernel per output phase: kernel j interpolates at input offset j * orig / new.
-    offsets = torch.arange(-width, width + orig, dtype=torch.float64) / orig
-    t = offsets - torch.arange(new, dtype=torch.float64)[:, None] / new
-    t = (t * cutoff).clamp(-zeros, zeros)
-    window = torch.cos(t * math.pi / zeros / 2) ** 2
-    kernels = torch.sinc(t) * window * cutoff / orig
-    x = F.pad(torch.from_numpy(audio)[None, None], (width, width + orig))
-    out = F.conv1d(x, kernels.to(torch.float32)[:, None], stride=orig)  # (1, new, len / orig)
+    # Cut off just below the lower Nyquist frequency, leaving room for the filter's transition band;
+    # as a fraction of the input's Nyquist frequency, the unit of torch.sinc's argument.
+    cutoff = 0.99 * min(orig, new) / orig
+    half = math.ceil(_ZEROS / cutoff)  # the filter reaches this many input samples either side of a position
     length = math.ceil(len(audio) * new / orig)
-    return out[0].T.reshape(-1)[:length].numpy()
+    x = F.pad(torch.from_numpy(audio), (half, half + orig))  # x[half + i] is input sample i
+    out = torch.empty(length)  # filled in place: per-block pieces would fragment the heap between blocks
+    if new * (2 * half + orig) <= _MAX_TAPS:
+        # Positions repeat their fractional part every `new` outputs (every `orig` inputs): one kernel per phase,
+        # kernel j interpolating at input offset j * orig / new, and one strided convolution applies them all.
+        offsets = torch.arange(-half, half + orig, dtype=torch.float64)
+        kernels = _windowed_sinc(offsets - torch.arange(new, dtype=torch.float64)[:, None] * orig / new, cutoff)
+        groups = max(1, _BLOCK_OUTPUTS // new)  # of `new` outputs, per block
+        for first in range(0, length, groups * new):
+            start = first // new * orig
+            block = x[start : start + (groups - 1) * orig + len(offsets)]
+            phases = F.conv1d(block[None, None], kernels[:, None], stride=orig)[0]  # (new, groups)
+            out[first : first + groups * new] = phases.T.reshape(-1)[: length - first]
+    else:
+        # Rates with large coprime parts have too many phases for a table (16000 kernels of 11193 taps for
+        # 11127 Hz): compute each output's taps from its own position instead.
+        taps = torch.arange(1 - half, half + 1, dtype=torch.float32)  # input offsets from a position's integer part
+        windows = x[1:].unfold(0, len(taps), 1)  # windows[i]: the input samples that taps reach from position i
+        step = max(1, _MAX_TAPS // len(taps))
+        for first in range(0, length, step):
+            scaled = torch.arange(first, min(first + step, length)) * orig  # positions times `new`: exact integers
+            index, fraction = scaled // new, scaled % new / new
+            out[first : first + step] = (windows[index] * _windowed_sinc(taps - fraction[:, None], cutoff)).sum(1)
+    return out.numpy()
+
+
+def _windowed_sinc(offsets: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """The filter's taps at `offsets` input samples from an output's position, as float32."""
+    t = (offsets * cutoff).clamp_(-_ZEROS, _ZEROS)  # in sinc zero crossings
+    window = torch.cos(t * (math.pi / 2 / _ZEROS)).square_()  # Hann, reaching zero at the last zero crossing
+    return window.mul_(torch.sinc(t)).mul_(cutoff).float()
 
 
 def pad_or_trim(audio: torch.Tensor | np.ndarray, length: int = N_SAMPLES, axis: int = -1):

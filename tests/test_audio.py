@@ -1,7 +1,10 @@
 """distilwhisper.audio against transformers' WhisperFeatureExtractor (the feature oracle) and ffmpeg (the decoder)."""
 
+import math
+import resource
 import struct
 import subprocess
+import time
 from functools import lru_cache
 
 import numpy as np
@@ -167,9 +170,14 @@ def test_builtin_reader_resamples_to_16khz_keeping_the_tone(builtin_reader, tmp_
     assert 0.38 < np.abs(samples[1000:-1000]).max() < 0.42  # amplitude 0.4 passes the filter unchanged
 
 
-def test_builtin_resampler_removes_content_above_8khz_instead_of_aliasing_it(builtin_reader, tmp_path):
+# Rates sharing no large factor with 16 kHz (22051 is prime): 16000 phases, too many for a table of kernels.
+UNUSUAL_RATES = [11127, 22051, 44099]
+
+
+@pytest.mark.parametrize("rate", [44100, 44099])  # rates that can hold a 12 kHz tone, with and without a table
+def test_builtin_resampler_removes_content_above_8khz_instead_of_aliasing_it(builtin_reader, tmp_path, rate):
     # Naive interpolation folds a 12 kHz tone down to 4 kHz; a band-limited resampler removes it.
-    samples = load_audio(write_pcm16(tmp_path / "tones.wav", tone(44100, (1000.0, 12000.0)), 44100))
+    samples = load_audio(write_pcm16(tmp_path / "tones.wav", tone(rate, (1000.0, 12000.0)), rate))
     spectrum = np.abs(np.fft.rfft(samples[1000:-1000]))
     hz = np.fft.rfftfreq(len(samples) - 2000, 1 / SAMPLE_RATE)
     kept, folded = spectrum[np.abs(hz - 1000) < 5].max(), spectrum[np.abs(hz - 4000) < 5].max()
@@ -177,7 +185,7 @@ def test_builtin_resampler_removes_content_above_8khz_instead_of_aliasing_it(bui
 
 
 @needs_ffmpeg
-@pytest.mark.parametrize("rate", [8000, 44100])
+@pytest.mark.parametrize("rate", [8000, 44100, *UNUSUAL_RATES])
 def test_builtin_resampler_agrees_with_ffmpeg(monkeypatch, tmp_path, rate):
     path = write_pcm16(tmp_path / "tone.wav", tone(rate, (440.0, 3000.0)), rate)
     reference = load_audio(path)  # ffmpeg's resampler
@@ -187,6 +195,35 @@ def test_builtin_resampler_agrees_with_ffmpeg(monkeypatch, tmp_path, rate):
     assert len(samples) == len(reference)
     # The filters differ only where they run into the file's edges (and ffmpeg rounds to 16 bits).
     np.testing.assert_allclose(samples[200:-200], reference[200:-200], rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("rate", [1000, *UNUSUAL_RATES, 384000])
+def test_builtin_resampler_keeps_the_tone_at_any_rate_in_bounded_time_and_memory(builtin_reader, tmp_path, rate):
+    path = write_pcm16(tmp_path / "tone.wav", tone(rate, (440.0,)), rate)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    start = time.perf_counter()
+
+    samples = load_audio(path)
+
+    seconds = time.perf_counter() - start
+    # ru_maxrss is the process's peak so far, so this bounds what the call used beyond earlier tests' peak.
+    # A table of one kernel per phase needed 16000 x 11193 float64 taps (1.4 GB each copy) at 11127 Hz.
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_kib) / 1024
+    assert seconds < 5 and grown_mib < 200, f"{seconds:.1f} s, {grown_mib:.0f} MiB"
+    assert len(samples) == 2 * SAMPLE_RATE
+    assert abs(dominant_hz(samples) - 440.0) <= 1.0
+    assert 0.38 < np.abs(samples[1000:-1000]).max() < 0.42
+
+
+@pytest.mark.parametrize("rate", [1000, 8000, 44100, *UNUSUAL_RATES, 384000])
+def test_builtin_resampler_keeps_the_duration_and_full_scale_range(builtin_reader, tmp_path, rate):
+    # Full-scale noise overshoots when band-limited; the reader clips it as ffmpeg's 16-bit output does.
+    for n in (1, 2, 999, 12345):
+        codes = np.random.default_rng(n).choice(np.array([-32768, 32767], "<i2"), n)
+        samples = load_audio(write_pcm16(tmp_path / f"{n}.wav", codes, rate))
+
+        assert len(samples) == math.ceil(n * SAMPLE_RATE / rate), n
+        assert np.abs(samples).max() <= 1.0
 
 
 # --- ffmpeg -----------------------------------------------------------------------------------------------------
@@ -274,6 +311,15 @@ def test_bad_audio_files_raise_one_line_errors_naming_the_file(decoder, tmp_path
 def test_builtin_reader_says_other_formats_need_ffmpeg(builtin_reader, tmp_path):
     with pytest.raises(DistilWhisperError, match="ffmpeg"):
         load_audio(_text_file(tmp_path))
+
+
+@pytest.mark.parametrize("rate", [500, 999, 384001, 2**31 - 1])
+def test_builtin_reader_refuses_sample_rates_outside_1_to_384_khz(builtin_reader, tmp_path, rate):
+    path = write_pcm16(tmp_path / "odd-rate.wav", tone(1000, seconds=0.1), rate)
+    with pytest.raises(DistilWhisperError, match=f"unsupported sample rate {rate} Hz") as error:
+        load_audio(path)
+    message = str(error.value)
+    assert str(path) in message and "1000 to 384000 Hz" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

@@ -2,13 +2,17 @@
 
 Oracles: transformers' WhisperForConditionalGeneration.generate (tokens), its encoder and forward pass
 (features, logits), its tokenizer's batch_decode and its ASR pipeline (text) — all on the same weights,
-fp32, CPU, fed the same samples (read once by our load_audio).
+fp32, CPU, fed the same samples (read once by our load_audio). Our reading of files is checked against
+decoders of our own: transformers' ffmpeg_read and the stdlib's wave module.
 """
 
+import wave
+
+import numpy as np
 import pytest
 import torch
 
-from conftest import AUDIO_DIR, BASE_MODEL, hf_greedy_tokens, needs_shared, read_manifest
+from conftest import AUDIO_DIR, BASE_MODEL, hf_greedy_tokens, needs_ffmpeg, needs_shared, read_manifest
 
 pytestmark = needs_shared
 
@@ -75,6 +79,30 @@ def test_single_file_text_matches_asr_pipeline(ours, speech):
     assert ours.transcribe(waveform).text == expected["text"], name
 
 
-def test_path_input_equals_array_input(ours, speech):
-    path, _ = read_manifest()[0]
-    assert ours.transcribe(path) == ours.transcribe(speech[0][1])
+def transformers_ffmpeg_read(path) -> np.ndarray:
+    from transformers.pipelines.audio_utils import ffmpeg_read
+
+    return ffmpeg_read(path.read_bytes(), 16000)
+
+
+def stdlib_wave_read(path) -> np.ndarray:
+    with wave.open(str(path)) as f:
+        assert (f.getnchannels(), f.getsampwidth(), f.getframerate()) == (1, 2, 16000), "expected 16-bit 16 kHz mono"
+        return np.frombuffer(f.readframes(f.getnframes()), "<i2") / np.float32(32768)
+
+
+@pytest.mark.parametrize(
+    "reader, independent_read",
+    [pytest.param("ffmpeg", transformers_ffmpeg_read, marks=needs_ffmpeg), ("builtin", stdlib_wave_read)],
+)
+def test_path_input_equals_array_from_an_independent_decoder(ours, monkeypatch, reader, independent_read):
+    from distilwhisper import audio
+
+    path = min((p for p, _ in read_manifest()), key=lambda p: p.stat().st_size)  # the shortest keeps this cheap
+    if reader == "builtin":
+        monkeypatch.setattr(audio.shutil, "which", lambda name: None)  # as where ffmpeg is not installed
+    expected = independent_read(path)
+
+    np.testing.assert_allclose(audio.load_audio(path), expected, rtol=0, atol=1 / 32768)
+    from_path, from_array = ours.transcribe(path), ours.transcribe(expected)
+    assert (from_path.text, from_path.tokens) == (from_array.text, from_array.tokens)
