@@ -55,8 +55,9 @@ def as_waveform(audio: AudioInput) -> torch.Tensor:
         if isinstance(audio, np.ndarray):
             if audio.dtype.kind not in "fiu":
                 raise DistilWhisperError(f"{name}: expected 1-D float samples at 16 kHz, got an array of {audio.dtype}")
-            # torch refuses byte-swapped and negatively strided arrays: make a native, contiguous copy of those.
-            audio = np.ascontiguousarray(audio, dtype=audio.dtype.newbyteorder("="))
+            # torch refuses byte-swapped and negatively strided arrays, and warns on read-only ones (what
+            # decoders and memory maps return): make a native, contiguous, writable copy of those.
+            audio = np.require(audio, dtype=audio.dtype.newbyteorder("="), requirements=["C", "W"])
         samples = torch.as_tensor(audio)
         if samples.ndim != 1 or not (samples.is_floating_point() or samples.dtype == torch.int16):
             raise DistilWhisperError(f"{name}: expected 1-D float samples at 16 kHz, got {samples.dtype} of shape {tuple(samples.shape)}")
