@@ -63,8 +63,8 @@ class Tokenizer:
 
     def language_of(self, token: int | None) -> str | None:
         """The code of a language token's language ("fr" for <|fr|>); None for any other token."""
-        first = self.sot + 1
-        return self.language_codes[token - first] if token is not None and 0 <= token - first < len(self.language_codes) else None
+        index = -1 if token is None else token - self.sot - 1  # languages follow <|startoftranscript|>
+        return self.language_codes[index] if 0 <= index < len(self.language_codes) else None
 
     def task_of(self, token: int | None) -> str | None:
         """"transcribe" or "translate" for those task tokens; None for any other token."""
