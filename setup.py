@@ -1,12 +1,23 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+
+def read_version() -> str:
+    """distilwhisper/version.py holds the one copy; read as text, since importing the package needs torch."""
+    text = (Path(__file__).parent / "distilwhisper" / "version.py").read_text(encoding="utf-8")
+    return re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE).group(1)
+
 
 setup(
     name="distilwhisper",
-    version="0.1.0",
+    version=read_version(),
     description="Distil-Whisper and Whisper inference in plain PyTorch, token-for-token equal to transformers",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="MIT",
+    license_files=["LICENSE"],
     python_requires=">=3.10",
     packages=find_packages(include=["distilwhisper"]),
     package_data={"distilwhisper": ["py.typed"]},  # the type hints reach users' type checkers

@@ -1,7 +1,7 @@
 """`distilwhisper AUDIO [AUDIO ...]`: transcribe files, one readable line per failure, the rest still done.
 
 Exit status: 0 when every file was transcribed, 1 when some failed, 2 when nothing could start
-(bad options, a model that does not load).
+(bad options, a model that does not load), 130 when interrupted (Ctrl-C).
 """
 
 import argparse
@@ -9,32 +9,68 @@ import json
 import os
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 from .errors import DistilWhisperError
 from .transcribe import DEFAULT_BATCH_SIZE, DTYPES, Transcriber, Transcription, as_waveform, load_model
+from .version import __version__
+from .weights import MODEL_NAMES
 
 DEFAULT_MODEL = "distil-whisper/distil-large-v2"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="distilwhisper", description="Transcribe speech with Whisper / Distil-Whisper.")
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps help only at spaces: a name such as distil-large-v3 must stay whole for people to copy it."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every option's help names its default; where that default is None, it says what None means."""
+    parser = argparse.ArgumentParser(prog="distilwhisper", description="Transcribe speech with Whisper / Distil-Whisper.",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("audio", nargs="+", help="audio files (WAV always; any format ffmpeg reads when it is installed)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint folder or hub repo id (default: %(default)s)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
-    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: float16 on GPU, float32 on CPU")
-    parser.add_argument("--language", default=None,
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME_OR_PATH",
+                        help=f"a name ({', '.join(MODEL_NAMES)}), a checkpoint folder or a hub repo id "
+                             "(default: %(default)s)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when available, else the CPU), cpu, cuda, cuda:1... (default: %(default)s)")
+    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES),
+                        help="default: float16 on a GPU, float32 on the CPU")
+    parser.add_argument("--language", default=None, metavar="CODE",
                         help="language code or name, e.g. en (default: the checkpoint's, else en)")
     parser.add_argument("--task", default=None, choices=["transcribe", "translate"],
                         help="default: the checkpoint's, else transcribe")
-    parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="tokens per input at most (default: what the decoder holds, 444 for a 448-position decoder)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="files decoded together (default: %(default)s)")
-    parser.add_argument("--output-format", default="txt", choices=["txt", "json"])
-    parser.add_argument("--output-dir", default=None, help="write one file per input here instead of printing")
+    parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                        help="tokens per input at most (default: the checkpoint's max_length, at most what the decoder "
+                             "holds after the prompt: 444 of 448 positions)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                        help="files decoded together (default: %(default)s)")
+    parser.add_argument("--output-format", default="txt", choices=["txt", "json"],
+                        help="txt: the text; json: an object with file, text, language, tokens, avg_logprob, "
+                             "no_speech_prob (default: %(default)s)")
+    parser.add_argument("--output-dir", default=None, metavar="DIR",
+                        help="write DIR/<name>.txt|json for each input (default: print one line per input)")
+    # grep's convention (-H/-h): printed lines name their file when there are several inputs.
+    parser.add_argument("--with-filename", dest="with_filename", action="store_true", default=None,
+                        help="start each printed txt line with the input's path and ':', as grep -H does "
+                             "(default: when there are several inputs)")
+    parser.add_argument("--no-filename", dest="with_filename", action="store_false", default=None,
+                        help="print the text alone, as grep -h does (default: when there is one input)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    # Only printed txt needs the name: JSON carries "file", and an output file holds one transcript.
+    wanted = len(args.audio) > 1 if args.with_filename is None else args.with_filename
+    args.with_filename = wanted and args.output_format == "txt" and args.output_dir is None
     return args
 
 
@@ -128,7 +164,7 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
             warn(f"{source}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
         output = render(result, source, args.output_format)
         if args.output_dir is None:
-            print(output, flush=True)
+            print(f"{source}:{output}" if args.with_filename else output, flush=True)
             continue
         target = output_path(source, args)
         try:
@@ -140,7 +176,15 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        return run(parse_args(argv))
+    except KeyboardInterrupt:
+        # Files already written stay, whole; write_atomically removes the temporary file of one being written.
+        print("distilwhisper: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT: what shells report for a command that Ctrl-C ended
+
+
+def run(args: argparse.Namespace) -> int:
     if args.output_dir is not None:
         try:
             Path(args.output_dir).mkdir(parents=True, exist_ok=True)

@@ -208,9 +208,10 @@ class Transcriber:
 
 
 def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:
-    """Defaults: the GPU in float16 when there is one, else the CPU in float32."""
+    """Defaults ("auto"): the GPU in float16 when there is one, else the CPU in float32."""
     try:
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        auto = device in (None, "", "auto")  # "auto": faster-whisper's name for the default
+        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if auto else device)
     except RuntimeError as e:
         raise DistilWhisperError(f"unknown device '{device}': {e}") from None
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -1,4 +1,4 @@
-"""Find a checkpoint (local folder or hub repo id), read its config, load its tensors into `Whisper`.
+"""Find a checkpoint (local folder, hub repo id or short name), read its config, load its tensors into `Whisper`.
 
 Only the Hugging Face layout is read: `config.json`, `generation_config.json`, `model.safetensors` (or shards
 listed in `model.safetensors.index.json`) and the tokenizer files. Loading is strict: every tensor the model
@@ -29,6 +29,30 @@ CHECKPOINT_FILES = [
     "preprocessor_config.json",
 ]
 
+# The names people type, as faster-whisper takes them (its utils._MODELS keys; "large" is the newest large,
+# "turbo" is openai-whisper's name for large-v3-turbo), mapped to the Hugging Face repos they were made from.
+MODEL_NAMES = {
+    "tiny.en": "openai/whisper-tiny.en",
+    "tiny": "openai/whisper-tiny",
+    "base.en": "openai/whisper-base.en",
+    "base": "openai/whisper-base",
+    "small.en": "openai/whisper-small.en",
+    "small": "openai/whisper-small",
+    "medium.en": "openai/whisper-medium.en",
+    "medium": "openai/whisper-medium",
+    "large-v1": "openai/whisper-large",
+    "large-v2": "openai/whisper-large-v2",
+    "large-v3": "openai/whisper-large-v3",
+    "large": "openai/whisper-large-v3",
+    "large-v3-turbo": "openai/whisper-large-v3-turbo",
+    "turbo": "openai/whisper-large-v3-turbo",
+    "distil-small.en": "distil-whisper/distil-small.en",
+    "distil-medium.en": "distil-whisper/distil-medium.en",
+    "distil-large-v2": "distil-whisper/distil-large-v2",
+    "distil-large-v3": "distil-whisper/distil-large-v3",
+    "distil-large-v3.5": "distil-whisper/distil-large-v3.5",
+}
+
 # Checkpoint keys are our parameter names behind "model.", except the output projection, which sits at the
 # checkpoint's top level and in our decoder (it produces the decoder's logits).
 PREFIX = "model."
@@ -58,14 +82,20 @@ class GenerationDefaults:
 def resolve_model_dir(
     name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, revision: str | None = None
 ) -> Path:
-    """A local folder as it is; anything else is a hub repo id fetched into (or found in) the HF cache.
+    """A local folder as it is (even one named like a short name); a short name (MODEL_NAMES) or a hub repo id
+    is fetched into (or found in) the HF cache.
 
     `HF_HUB_OFFLINE=1` makes this read the cache only.
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    name = str(name_or_path)
+    name = MODEL_NAMES.get(str(name_or_path), str(name_or_path))
+    if "/" not in name and not path.exists():
+        raise DistilWhisperError(
+            f"unknown model '{name}': give a checkpoint folder, a hub repo id (owner/name) "
+            f"or one of {', '.join(MODEL_NAMES)}"
+        )
     if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
         raise DistilWhisperError(f"model '{name}' is neither a checkpoint folder nor a hub repo id (owner/name)")
     from huggingface_hub import snapshot_download

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -9,8 +10,10 @@ import sys
 import pytest
 
 from conftest import AUDIO_DIR, BASE_MODEL, needs_shared
+import distilwhisper
 from distilwhisper import load_model
-from distilwhisper.cli import main, write_atomically
+from distilwhisper.cli import build_parser, main, write_atomically
+from distilwhisper.transcribe import Transcriber, Transcription
 
 SHORT = AUDIO_DIR / "short"
 GOOD = [SHORT / "jfk_inaugural_11s.wav", SHORT / "pocketsphinx_goforward.wav", SHORT / "mfa_whisper.wav"]
@@ -25,10 +28,40 @@ def expected_texts():
 
 
 @needs_shared
-def test_prints_one_line_per_file_in_order(capsys, expected_texts):
+def test_prints_one_line_per_file_in_order_named_as_grep_does(capsys, expected_texts):
+    """grep's rule: with several inputs each line starts with FILE and a colon."""
     assert main([*map(str, GOOD), "--model", str(BASE_MODEL), "--batch-size", "2"]) == 0
     out, err = capsys.readouterr()
-    assert out.splitlines() == expected_texts and err == ""
+    assert out.splitlines() == [f"{source}:{text}" for source, text in zip(GOOD, expected_texts)] and err == ""
+
+
+def canned(texts: list[str]):
+    """A stand-in for Transcriber.transcribe giving `texts` in turn: what the CLI does with results, minus decoding."""
+    remaining = iter(texts)
+
+    def transcribe(self, audio, *args, **kwargs):
+        return [Transcription(next(remaining), tokens=[1], language="en", avg_logprob=0.0, no_speech_prob=0.0)
+                for _ in audio]
+
+    return transcribe
+
+
+@needs_shared
+def test_one_input_prints_the_text_alone(capsys, monkeypatch):
+    monkeypatch.setattr(Transcriber, "transcribe", canned([" One."]))
+    assert main([str(GOOD[0]), "--model", str(BASE_MODEL)]) == 0
+    assert capsys.readouterr().out == "One.\n"
+
+
+@needs_shared
+@pytest.mark.parametrize("inputs, switch, expected", [
+    (GOOD[:2], "--no-filename", ["One.", "Two."]),
+    (GOOD[:1], "--with-filename", [f"{GOOD[0]}:One."]),
+])
+def test_filename_switches_override_the_input_count(inputs, switch, expected, capsys, monkeypatch):
+    monkeypatch.setattr(Transcriber, "transcribe", canned([" One.", " Two."]))
+    assert main([*map(str, inputs), "--model", str(BASE_MODEL), switch]) == 0
+    assert capsys.readouterr().out.splitlines() == expected
 
 
 @needs_shared
@@ -67,12 +100,13 @@ def test_model_folder_without_config_is_one_line_exit_2(tmp_path, capsys):
     assert err.splitlines() == [f"distilwhisper: error: {tmp_path} is not a Whisper checkpoint folder: it has no config.json"]
 
 
-def test_a_failed_write_leaves_neither_target_nor_temporary_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()], ids=["disk-full", "ctrl-c"])
+def test_a_failed_write_leaves_neither_target_nor_temporary_file(error, tmp_path, monkeypatch):
     def broken_replace(src, dst):
-        raise OSError(28, "No space left on device")
+        raise error
 
     monkeypatch.setattr("os.replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(type(error)):
         write_atomically(tmp_path / "out.txt", "text")
     assert list(tmp_path.iterdir()) == []
 
@@ -100,8 +134,6 @@ def test_an_unexpected_failure_fails_its_batch_alone(tmp_path, capsys, expected_
     """Out of memory (or any other crash) in one batch: one line per file of it, the next batch still runs."""
     import torch
 
-    from distilwhisper.transcribe import Transcriber
-
     real_transcribe, calls = Transcriber.transcribe, []
 
     def out_of_memory_once(self, *args, **kwargs):
@@ -113,7 +145,7 @@ def test_an_unexpected_failure_fails_its_batch_alone(tmp_path, capsys, expected_
     monkeypatch.setattr(Transcriber, "transcribe", out_of_memory_once)
     code = main([*map(str, GOOD), "--model", str(BASE_MODEL), "--batch-size", "2"])
     out, err = capsys.readouterr()
-    assert code == 1 and out.splitlines() == expected_texts[2:]
+    assert code == 1 and out.splitlines() == [f"{GOOD[2]}:{expected_texts[2]}"]
     assert err.splitlines() == [
         f"distilwhisper: error: {source}: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
         for source in GOOD[:2]
@@ -131,7 +163,7 @@ def test_memory_error_reading_one_file_fails_that_file_alone(capsys, expected_te
 
     real = cli.as_waveform
     monkeypatch.setattr(cli, "as_waveform", as_waveform)
-    assert main([*map(str, GOOD), "--model", str(BASE_MODEL)]) == 1
+    assert main([*map(str, GOOD), "--model", str(BASE_MODEL), "--no-filename"]) == 1
     out, err = capsys.readouterr()
     assert out.splitlines() == expected_texts[1:] and err.splitlines() == [f"distilwhisper: error: {GOOD[0]}: MemoryError"]
 
@@ -170,3 +202,78 @@ def test_a_transcript_cut_by_the_token_limit_is_reported(capsys):
     assert err.splitlines() == [
         f"distilwhisper: warning: {GOOD[0]}: the transcript was cut at 3 tokens (--max-new-tokens) before its end"
     ]
+
+
+@needs_shared
+def test_device_auto_is_accepted(capsys, monkeypatch):
+    """faster-whisper's default spelling: the GPU when there is one, else the CPU (load_model's default)."""
+    monkeypatch.setattr(Transcriber, "transcribe", canned([" One."]))
+    assert main([str(GOOD[0]), "--model", str(BASE_MODEL), "--device", "auto"]) == 0
+    assert capsys.readouterr().out == "One.\n"
+
+
+def test_version_is_the_package_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"distilwhisper {distilwhisper.__version__}\n"
+
+
+def option_help_blocks(help_text: str) -> dict[str, str]:
+    """`--help`'s text for each option, keyed by its first spelling, wrapped lines joined."""
+    blocks, current = {}, None
+    for line in help_text.splitlines():
+        if re.match(r"  -", line):
+            current = line.split()[0].rstrip(",")
+            blocks[current] = line
+        elif current and line.startswith("    "):
+            blocks[current] += " " + line.strip()
+        else:
+            current = None
+    return blocks
+
+
+def test_every_option_names_its_default_in_help():
+    parser = build_parser()
+    blocks = option_help_blocks(parser.format_help())
+    options = [a.option_strings[0] for a in parser._actions if a.option_strings and a.dest not in ("help", "version")]
+    assert options and set(options) <= blocks.keys()
+    for option in options:
+        assert "default: " in blocks[option] and "default: None" not in blocks[option], blocks[option]
+
+
+def main_within_test(argv: list[str]) -> int:
+    """main(argv); a KeyboardInterrupt escaping it fails this test instead of stopping the whole pytest run."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped main()")
+
+
+@needs_shared
+def test_ctrl_c_keeps_finished_files_and_exits_130(tmp_path, capsys, monkeypatch):
+    """Interrupted in the second batch: the first batch's files are there, whole; no temporary file; one line."""
+    first_batch, calls = canned([" One.", " Two."]), []
+
+    def interrupted_second_time(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return first_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Transcriber, "transcribe", interrupted_second_time)
+    argv = [*map(str, GOOD), "--model", str(BASE_MODEL), "--batch-size", "2", "--output-dir", str(tmp_path)]
+    code = main_within_test(argv)
+    assert code == 130 and capsys.readouterr().err.splitlines() == ["distilwhisper: interrupted"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{p.stem}.txt" for p in GOOD[:2])
+    assert (tmp_path / f"{GOOD[1].stem}.txt").read_text() == "Two.\n"
+
+
+def test_ctrl_c_while_the_model_loads_is_one_line_exit_130(capsys, monkeypatch):
+    from distilwhisper import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_model", interrupted)
+    assert main_within_test(["speech.wav", "--model", str(BASE_MODEL)]) == 130
+    assert capsys.readouterr().err.splitlines() == ["distilwhisper: interrupted"]

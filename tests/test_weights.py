@@ -2,18 +2,19 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from huggingface_hub.utils import filter_repo_objects
 from safetensors.torch import load_file, save_file
 
-from conftest import BASE_MODEL, TINY_CONFIGS, needs_shared, save_random_whisper
+from conftest import BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, needs_shared, save_random_whisper
 from distilwhisper import DistilWhisperError, load_model
 from distilwhisper.model import Whisper
 from distilwhisper.tokenizer import load_tokenizer
 from distilwhisper.weights import (
-    CHECKPOINT_FILES, load_dims, load_generation_defaults, load_whisper, resolve_model_dir
+    CHECKPOINT_FILES, MODEL_NAMES, load_dims, load_generation_defaults, load_whisper, resolve_model_dir
 )
 
 TINY = TINY_CONFIGS["distil-2dec"]
@@ -183,6 +184,40 @@ def test_hub_id_missing_from_the_cache_is_a_clear_error(tmp_path, monkeypatch):
 def test_name_that_is_neither_folder_nor_repo_id(tmp_path):
     with pytest.raises(DistilWhisperError, match="neither a checkpoint folder nor a hub repo id"):
         load_model(tmp_path / "does" / "not" / "exist")
+
+
+@pytest.mark.parametrize("name, repo_id", [
+    ("base", "openai/whisper-base"), ("tiny.en", "openai/whisper-tiny.en"), ("large-v3", "openai/whisper-large-v3"),
+    ("turbo", "openai/whisper-large-v3-turbo"), ("large-v3-turbo", "openai/whisper-large-v3-turbo"),
+    ("distil-large-v2", "distil-whisper/distil-large-v2"), ("distil-small.en", "distil-whisper/distil-small.en"),
+])
+def test_short_names_are_their_hub_repos(name, repo_id, single, tmp_path, monkeypatch):
+    """The cache holds only `repo_id`, offline: the short name finds it, or nothing."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake_hub_cache(tmp_path, repo_id, single, ["config.json"])
+    assert resolve_model_dir(name, cache_dir=tmp_path) == resolve_model_dir(repo_id, cache_dir=tmp_path)
+
+
+@needs_shared
+def test_load_model_takes_a_short_name(single, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = add_base_tokenizer(shutil.copytree(single, tmp_path / "repo"))
+    fake_hub_cache(tmp_path / "cache", "openai/whisper-base", repo, [p.name for p in repo.iterdir()])
+    loaded = load_model("base", device="cpu", dtype="float32", cache_dir=tmp_path / "cache").model.state_dict()
+    expected = load_whisper(single).state_dict()
+    assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], expected[k]) for k in loaded)
+
+
+def test_a_folder_named_like_a_short_name_wins(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base").mkdir()
+    assert resolve_model_dir("base") == Path("base")
+
+
+def test_an_unknown_short_name_lists_the_known_ones():
+    with pytest.raises(DistilWhisperError, match="unknown model 'large-v4'") as error:
+        load_model("large-v4")
+    assert len(str(error.value).splitlines()) == 1 and all(name in str(error.value) for name in MODEL_NAMES)
 
 
 FULL_SIZE = {  # config.json fields of the published checkpoints, weights not needed
