@@ -26,7 +26,6 @@ CHECKPOINT_FILES = [
     "tokenizer.json",
     "vocab.json",
     "added_tokens.json",
-    "preprocessor_config.json",
 ]
 
 # The names people type, as faster-whisper takes them (its utils._MODELS keys; "large" is the newest large,

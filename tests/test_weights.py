@@ -131,7 +131,8 @@ OLD_TOKENIZER_FILES = [name for name in TOKENIZER_FILES if name != "tokenizer.js
 # docs, tokenizer files the tiktoken tokenizer has no use for. None of them may be downloaded.
 NOT_NEEDED = ["pytorch_model.bin", "flax_model.msgpack", "tf_model.h5", "model.fp32-00001-of-00002.safetensors",
               "model.safetensors.index.fp32.json", "onnx/encoder_model.onnx", "ggml-base.bin", "README.md",
-              ".gitattributes", "merges.txt", "special_tokens_map.json", "tokenizer_config.json", "normalizer.json"]
+              ".gitattributes", "merges.txt", "special_tokens_map.json", "tokenizer_config.json", "normalizer.json",
+              "preprocessor_config.json"]
 
 
 def full_repo(checkpoint, tokenizer_files, folder):
