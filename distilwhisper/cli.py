@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                         help="files decoded together (default: %(default)s)")
     parser.add_argument("--output-format", default="txt", choices=["txt", "json"],
-                        help="txt: the text; json: an object with file, text, language, tokens, avg_logprob, "
-                             "no_speech_prob (default: %(default)s)")
+                        help="txt: the text; json: an object with file and Transcription.to_dict()'s fields: text, "
+                             "tokens, language, avg_logprob, no_speech_prob, truncated (default: %(default)s)")
     parser.add_argument("--output-dir", default=None, metavar="DIR",
                         help="write DIR/<name>.txt|json for each input (default: print one line per input)")
     # grep's convention (-H/-h): printed lines name their file when there are several inputs.
