@@ -15,11 +15,12 @@ from .errors import DistilWhisperError
 from .transcribe import DEFAULT_BATCH_SIZE, DTYPES, Transcriber, Transcription, as_waveform, load_model
 
 DEFAULT_MODEL = "distil-whisper/distil-large-v2"
+STDIN = "-"  # the audio argument that reads one audio file from standard input
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="distilwhisper", description="Transcribe speech with Whisper / Distil-Whisper.")
-    parser.add_argument("audio", nargs="+", help="audio files (WAV always; any format ffmpeg reads when it is installed)")
+    parser.add_argument("audio", nargs="+", help="audio files, - for standard input (WAV always; any format when ffmpeg or PyAV is installed)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint folder or hub repo id (default: %(default)s)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
     parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: float16 on GPU, float32 on CPU")
@@ -84,8 +85,14 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
 
 
+def input_name(source: str) -> str:
+    """How messages and outputs name an input: its path as given, and standard input as <stdin>."""
+    return "<stdin>" if source == STDIN else source
+
+
 def output_path(source: str, args: argparse.Namespace) -> Path:
-    return Path(args.output_dir) / f"{Path(source).stem}.{args.output_format}"
+    stem = "stdin" if source == STDIN else Path(source).stem
+    return Path(args.output_dir) / f"{stem}.{args.output_format}"
 
 
 def drop_clashing_outputs(sources: list[str], args: argparse.Namespace) -> list[str]:
@@ -106,12 +113,13 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
     """Transcribe the files that load, write or print each result; return how many files failed."""
     loaded = []
     for source in sources:
-        try:
-            loaded.append((source, as_waveform(source)))
+        try:  # standard input is read here, so that it fails alone like any file (main lets "-" in once)
+            audio = as_waveform(sys.stdin.buffer.read(), input_name(source)) if source == STDIN else as_waveform(source)
+            loaded.append((source, audio))
         except DistilWhisperError as e:  # its message names the file
             fail(str(e))
         except Exception as e:  # noqa: BLE001 - a file that cannot be read (out of memory...) fails alone
-            fail(f"{source}: {describe(e)}")
+            fail(f"{input_name(source)}: {describe(e)}")
     if not loaded:
         return len(sources)
     names, waveforms = zip(*loaded)
@@ -120,13 +128,13 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
                                          batch_size=len(waveforms))
     except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error...: this batch fails, the next ones still run
         for source in names:
-            fail(f"{source}: {describe(e)}")
+            fail(f"{input_name(source)}: {describe(e)}")
         return len(sources)
     failures = len(sources) - len(loaded)
     for source, result in zip(names, results):
         if result.truncated:
-            warn(f"{source}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
-        output = render(result, source, args.output_format)
+            warn(f"{input_name(source)}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
+        output = render(result, input_name(source), args.output_format)
         if args.output_dir is None:
             print(output, flush=True)
             continue
@@ -134,13 +142,16 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
         try:
             write_atomically(target, output)
         except OSError as e:
-            fail(f"{source}: cannot write {target}: {e.strerror or e}")
+            fail(f"{input_name(source)}: cannot write {target}: {e.strerror or e}")
             failures += 1
     return failures
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.audio.count(STDIN) > 1:
+        fail(f"standard input ({STDIN}) can be read only once")
+        return 2
     if args.output_dir is not None:
         try:
             Path(args.output_dir).mkdir(parents=True, exist_ok=True)
