@@ -24,8 +24,10 @@ setup(
     install_requires=["torch>=2.4", "numpy", "tiktoken>=0.7", "safetensors>=0.4", "huggingface-hub>=0.23"],
     extras_require={
         # The oracle (transformers) and the speed anchor (faster-whisper): tests and benchmarks only.
-        "test": ["pytest>=8", "transformers>=5.17,<6", "mypy>=1.10"],
+        "test": ["pytest>=8", "transformers>=5.17,<6", "mypy>=1.10", "av>=12"],
         "bench": ["transformers>=5.17,<6", "faster-whisper>=1.0"],
+        # PyAV: FFmpeg's libraries in a wheel, to decode mp3/flac/ogg... where no ffmpeg executable is installed.
+        "audio": ["av>=12"],
     },
     entry_points={"console_scripts": ["distilwhisper = distilwhisper.cli:main"]},
 )

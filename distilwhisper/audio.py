@@ -1,10 +1,13 @@
-"""Audio file -> 16 kHz mono samples -> the log-Mel spectrogram Whisper's encoder was trained on."""
+"""Audio file (or its bytes) -> 16 kHz mono samples -> the log-Mel spectrogram Whisper's encoder was trained on."""
 
+import io
+import itertools
 import math
 import os
 import shutil
 import struct
 import subprocess
+import tempfile
 from functools import lru_cache
 
 import numpy as np
@@ -23,7 +26,8 @@ N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 frames in a mel spectrogram input
 
 # WAVE format tags; EXTENSIBLE keeps the real tag in the first two bytes of its SubFormat GUID
 _WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
-_MIN_RATE, _MAX_RATE = 1000, 384000  # sample rates the built-in reader resamples from
+_MIN_RATE, _MAX_RATE = 1000, 384000  # sample rates the built-in resampler takes
+_OTHER_DECODERS = "ffmpeg on PATH or PyAV (pip install 'distilwhisper[audio]')"
 
 _ZEROS = 32  # sinc zero crossings each side: flat to 3.4 kHz even from 8 kHz telephone audio
 # The resampler's memory, whatever the rates and however long the audio: at most this many filter taps at once
@@ -35,40 +39,101 @@ _MAX_TAPS, _BLOCK_OUTPUTS = 1 << 20, 1 << 16
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode an audio file to float32 mono samples in [-1, 1] at `sample_rate`.
 
-    ffmpeg reads any format when it is on PATH; without it only WAV files can be read.
+    The ffmpeg executable reads any format when it is on PATH, else PyAV (`pip install distilwhisper[audio]`)
+    when it is installed; without either only WAV files can be read, by a built-in reader.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
         raise DistilWhisperError(f"{path} is a directory, not an audio file")
     if not os.path.isfile(path):
         raise DistilWhisperError(f"audio file not found: {path}")
-    audio = _decode_ffmpeg(path, sample_rate) if shutil.which("ffmpeg") else _read_wav(path, sample_rate)
+    return _decode(path, path, sample_rate)
+
+
+def decode_audio(data: bytes | bytearray, name: str = "bytes input", sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """load_audio for a file's bytes held in memory (standard input, a download...); `name` stands for it in messages."""
+    if not data:
+        raise DistilWhisperError(f"{name} is empty: no bytes to decode")
+    return _decode(data, name, sample_rate)
+
+
+def resample(audio: np.ndarray, orig_rate: int, name: str) -> np.ndarray:
+    """float32 samples at `orig_rate` (1 kHz to 384 kHz) -> 16 kHz, as the built-in WAV reader resamples files."""
+    _check_rate(orig_rate, name)
+    return audio if orig_rate == SAMPLE_RATE else _resample(audio, orig_rate, SAMPLE_RATE)
+
+
+def _decode(source: str | bytes | bytearray, name: str, sample_rate: int) -> np.ndarray:
+    """A path (str) or a file's bytes, through the first decoder there is: ffmpeg, PyAV, the built-in WAV reader."""
+    if shutil.which("ffmpeg"):
+        audio = _decode_ffmpeg(source, name, sample_rate)
+    elif (av := _pyav()) is not None:
+        audio = _decode_pyav(av, source, name, sample_rate)
+    else:
+        audio = _read_wav(source, name, sample_rate)
     if audio.size == 0:
-        raise DistilWhisperError(f"{path} contains no audio samples")
+        raise DistilWhisperError(f"{name} contains no audio samples")
     return audio
 
 
-def _decode_ffmpeg(path: str, sample_rate: int) -> np.ndarray:
+def _decode_ffmpeg(source: str | bytes | bytearray, name: str, sample_rate: int) -> np.ndarray:
+    if not isinstance(source, str):
+        # Bytes go through a file, not a pipe: ffmpeg cannot seek in a pipe, and reads no samples (exit status 0)
+        # from an MP4/M4A whose index comes after its samples, as ffmpeg itself writes them.
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "audio")
+            with open(path, "wb") as f:
+                f.write(source)
+            return _decode_ffmpeg(path, name, sample_rate)
     # ffmpeg downmixes and resamples too; 16-bit output is all the precision Whisper needs.
-    cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", path,
+    cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", source,
            "-f", "s16le", "-ac", "1", "-acodec", "pcm_s16le", "-ar", str(sample_rate), "-"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True)
     if result.returncode != 0:
-        # ffmpeg's last stderr line is the reason ("Invalid data found when processing input", ...)
+        # ffmpeg's last stderr line is the reason ("<input>: Invalid data found when processing input", ...)
         lines = result.stderr.decode(errors="replace").strip().splitlines() or ["unknown error"]
-        raise DistilWhisperError(f"could not decode {path} with ffmpeg: {lines[-1]}")
-    return np.frombuffer(result.stdout, np.int16).astype(np.float32) / 32768.0
+        raise DistilWhisperError(f"could not decode {name} with ffmpeg: {lines[-1].removeprefix(f'{source}: ')}")
+    return _from_s16(result.stdout)
 
 
-def _read_wav(path: str, sample_rate: int) -> np.ndarray:
-    # Parse RIFF chunks by hand: the stdlib `wave` module rejects float and WAVE_FORMAT_EXTENSIBLE files.
+def _pyav():
+    """The `av` module (PyAV: FFmpeg's libraries in a wheel) when it is installed, else None."""
     try:
-        with open(path, "rb") as f:
-            raw = memoryview(f.read())
-    except OSError as e:
-        raise DistilWhisperError(f"cannot read {path}: {e.strerror}") from None
+        import av
+    except ImportError:
+        return None
+    return av
+
+
+def _decode_pyav(av, source: str | bytes | bytearray, name: str, sample_rate: int) -> np.ndarray:
+    # The same conversion as the ffmpeg command: libswresample to 16-bit mono at `sample_rate`.
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+    try:
+        with av.open(source if isinstance(source, str) else io.BytesIO(source), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise DistilWhisperError(f"could not decode {name} with PyAV: it has no audio stream")
+            frames = itertools.chain(container.decode(container.streams.audio[0]), [None])  # None flushes the resampler
+            pcm = b"".join(out.to_ndarray().tobytes() for frame in frames for out in resampler.resample(frame))
+    except av.error.FFmpegError as e:
+        raise DistilWhisperError(f"could not decode {name} with PyAV: {e.strerror or e}") from None
+    return _from_s16(pcm)
+
+
+def _from_s16(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
+
+
+def _read_wav(source: str | bytes | bytearray, name: str, sample_rate: int) -> np.ndarray:
+    # Parse RIFF chunks by hand: the stdlib `wave` module rejects float and WAVE_FORMAT_EXTENSIBLE files.
+    if isinstance(source, str):
+        try:
+            with open(source, "rb") as f:
+                source = f.read()
+        except OSError as e:
+            raise DistilWhisperError(f"cannot read {name}: {e.strerror}") from None
+    raw = memoryview(source)
     if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
-        raise DistilWhisperError(f"could not decode {path}: not a WAV file, and other formats need ffmpeg on PATH")
+        raise DistilWhisperError(f"could not decode {name}: not a WAV file, and other formats need {_OTHER_DECODERS}")
     chunks, pos = {}, 12
     while pos + 8 <= len(raw):
         chunk_id, size = struct.unpack_from("<4sI", raw, pos)
@@ -77,17 +142,13 @@ def _read_wav(path: str, sample_rate: int) -> np.ndarray:
         pos += 8 + size + size % 2  # chunks are padded to an even length
     fmt, data = chunks.get(b"fmt "), chunks.get(b"data")
     if fmt is None or data is None or len(fmt) < 16:
-        raise DistilWhisperError(f"could not decode {path}: corrupt WAV file (missing fmt or data chunk)")
+        raise DistilWhisperError(f"could not decode {name}: corrupt WAV file (missing fmt or data chunk)")
     tag, channels, rate, _, block_align, _ = struct.unpack_from("<HHIIHH", fmt)
     if tag == _WAVE_EXTENSIBLE and len(fmt) >= 26:
         tag = struct.unpack_from("<H", fmt, 24)[0]
     if channels == 0 or rate == 0:
-        raise DistilWhisperError(f"could not decode {path}: corrupt WAV file ({channels} channels at {rate} Hz)")
-    if not _MIN_RATE <= rate <= _MAX_RATE:  # checked before decoding: a wild rate would size the resampler
-        raise DistilWhisperError(
-            f"could not decode {path}: unsupported sample rate {rate} Hz "
-            f"(the built-in WAV reader takes {_MIN_RATE} to {_MAX_RATE} Hz)"
-        )
+        raise DistilWhisperError(f"could not decode {name}: corrupt WAV file ({channels} channels at {rate} Hz)")
+    _check_rate(rate, f"could not decode {name}")  # before decoding: a wild rate would size the resampler
     width = block_align // channels  # container bytes per sample; 20-bit audio lives in 3 bytes
     count = len(data) // block_align * channels if block_align else 0  # whole frames only
 
@@ -102,14 +163,21 @@ def _read_wav(path: str, sample_rate: int) -> np.ndarray:
         audio = np.frombuffer(data, f"<f{width}", count).astype(np.float32)
     else:
         raise DistilWhisperError(
-            f"could not decode {path}: unsupported WAV encoding (format tag {tag:#06x}, {8 * width}-bit); "
-            "install ffmpeg to read it"
+            f"could not decode {name}: unsupported WAV encoding (format tag {tag:#06x}, {8 * width}-bit), "
+            f"which needs {_OTHER_DECODERS}"
         )
     audio = audio.reshape(-1, channels).mean(axis=1)
     if rate != sample_rate:
         audio = _resample(audio, rate, sample_rate)
     # ffmpeg's 16-bit output clips; do the same so float WAVs and resampling overshoot stay in range
     return np.clip(audio, -1.0, 1.0)
+
+
+def _check_rate(rate: int, context: str) -> None:
+    if not _MIN_RATE <= rate <= _MAX_RATE:
+        raise DistilWhisperError(
+            f"{context}: unsupported sample rate {rate} Hz (the built-in resampler takes {_MIN_RATE} to {_MAX_RATE} Hz)"
+        )
 
 
 def _resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:

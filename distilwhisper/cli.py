@@ -18,6 +18,7 @@ from .version import __version__
 from .weights import MODEL_NAMES
 
 DEFAULT_MODEL = "distil-whisper/distil-large-v2"
+STDIN = "-"  # the audio argument that reads one audio file from standard input
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Every option's help names its default; where that default is None, it says what None means."""
     parser = argparse.ArgumentParser(prog="distilwhisper", description="Transcribe speech with Whisper / Distil-Whisper.",
                                      formatter_class=HelpFormatter)
-    parser.add_argument("audio", nargs="+", help="audio files (WAV always; any format ffmpeg reads when it is installed)")
+    parser.add_argument("audio", nargs="+", help="audio files, - for standard input (WAV always; any format when ffmpeg or PyAV is installed)")
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME_OR_PATH",
                         help=f"a name ({', '.join(MODEL_NAMES)}), a checkpoint folder or a hub repo id "
                              "(default: %(default)s)")
@@ -120,8 +121,14 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
 
 
+def input_name(source: str) -> str:
+    """How messages and outputs name an input: its path as given, and standard input as <stdin>."""
+    return "<stdin>" if source == STDIN else source
+
+
 def output_path(source: str, args: argparse.Namespace) -> Path:
-    return Path(args.output_dir) / f"{Path(source).stem}.{args.output_format}"
+    stem = "stdin" if source == STDIN else Path(source).stem
+    return Path(args.output_dir) / f"{stem}.{args.output_format}"
 
 
 def drop_clashing_outputs(sources: list[str], args: argparse.Namespace) -> list[str]:
@@ -142,12 +149,13 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
     """Transcribe the files that load, write or print each result; return how many files failed."""
     loaded = []
     for source in sources:
-        try:
-            loaded.append((source, as_waveform(source)))
+        try:  # standard input is read here, so that it fails alone like any file (main lets "-" in once)
+            audio = as_waveform(sys.stdin.buffer.read(), input_name(source)) if source == STDIN else as_waveform(source)
+            loaded.append((source, audio))
         except DistilWhisperError as e:  # its message names the file
             fail(str(e))
         except Exception as e:  # noqa: BLE001 - a file that cannot be read (out of memory...) fails alone
-            fail(f"{source}: {describe(e)}")
+            fail(f"{input_name(source)}: {describe(e)}")
     if not loaded:
         return len(sources)
     names, waveforms = zip(*loaded)
@@ -156,13 +164,13 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
                                          batch_size=len(waveforms))
     except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error...: this batch fails, the next ones still run
         for source in names:
-            fail(f"{source}: {describe(e)}")
+            fail(f"{input_name(source)}: {describe(e)}")
         return len(sources)
     failures = len(sources) - len(loaded)
     for source, result in zip(names, results):
         if result.truncated:
-            warn(f"{source}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
-        output = render(result, source, args.output_format)
+            warn(f"{input_name(source)}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
+        output = render(result, input_name(source), args.output_format)
         if args.output_dir is None:
             print(f"{source}:{output}" if args.with_filename else output, flush=True)
             continue
@@ -170,7 +178,7 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
         try:
             write_atomically(target, output)
         except OSError as e:
-            fail(f"{source}: cannot write {target}: {e.strerror or e}")
+            fail(f"{input_name(source)}: cannot write {target}: {e.strerror or e}")
             failures += 1
     return failures
 
@@ -185,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.audio.count(STDIN) > 1:
+        fail(f"standard input ({STDIN}) can be read only once")
+        return 2
     if args.output_dir is not None:
         try:
             Path(args.output_dir).mkdir(parents=True, exist_ok=True)

@@ -1,19 +1,21 @@
 """What users call: load a checkpoint once, then transcribe audio with it.
 
     model = distilwhisper.load_model("distil-whisper/distil-large-v2")
-    result = model.transcribe("speech.wav")   # or a 16 kHz numpy array / torch tensor, or a list of them
+    result = model.transcribe("speech.wav")   # or bytes, 16 kHz samples, {"array": ..., "sampling_rate": ...}, a list
     print(result.text)
 """
 
+import numbers
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import torch
 
-from .audio import N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim
+from .audio import N_SAMPLES, SAMPLE_RATE, decode_audio, load_audio, log_mel_spectrogram, pad_or_trim, resample
 from .decoding import SuppressAtBegin, SuppressTokens, greedy_decode
 from .errors import DistilWhisperError
 from .languages import language_code
@@ -21,7 +23,8 @@ from .model import Whisper
 from .tokenizer import Tokenizer, load_tokenizer
 from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
 
-AudioInput = str | os.PathLike | np.ndarray | torch.Tensor
+# a path, an audio file's bytes, 16 kHz samples, or {"array" (or "raw"): samples, "sampling_rate": Hz}
+AudioInput = str | os.PathLike | bytes | bytearray | np.ndarray | torch.Tensor | Mapping[str, Any]
 DEFAULT_BATCH_SIZE = 8  # 30 s windows decoded together; the CLI's --batch-size default too
 
 DTYPES = {
@@ -45,25 +48,31 @@ class Transcription:
         return asdict(self)
 
 
-def as_waveform(audio: AudioInput) -> torch.Tensor:
-    """A path, or 16 kHz samples, as a float32 tensor of at most 30 s; anything else is a clear error."""
+def as_waveform(audio: AudioInput, name: str | None = None) -> torch.Tensor:
+    """Any audio input as 16 kHz float32 samples, at most 30 s; anything else is a clear error.
+
+    A path or an audio file's bytes is decoded; a dict holds samples at any rate, as the transformers ASR
+    pipeline and datasets' Audio feature pass them: {"array" (or "raw"): samples, "sampling_rate": Hz};
+    a bare array or tensor is 16 kHz samples. `name` stands for an input that is not a path in messages
+    (default: the dict's "path", else the input's type).
+    """
     if isinstance(audio, (str, os.PathLike)):
-        samples = torch.from_numpy(load_audio(audio))
         name = str(audio)
+        samples = torch.from_numpy(load_audio(audio))
+    elif isinstance(audio, (bytes, bytearray)):
+        name = name or "bytes input"
+        samples = torch.from_numpy(decode_audio(audio, name))
+    elif isinstance(audio, Mapping):
+        name = name or str(audio.get("path") or "dict input")
+        samples = dict_samples(audio, name)
     elif isinstance(audio, (np.ndarray, torch.Tensor)):
-        name = f"{type(audio).__name__} input"
-        if isinstance(audio, np.ndarray):
-            if audio.dtype.kind not in "fiu":
-                raise DistilWhisperError(f"{name}: expected 1-D float samples at 16 kHz, got an array of {audio.dtype}")
-            # torch refuses byte-swapped and negatively strided arrays, and warns on read-only ones (what
-            # decoders and memory maps return): make a native, contiguous, writable copy of those.
-            audio = np.require(audio, dtype=audio.dtype.newbyteorder("="), requirements=["C", "W"])
-        samples = torch.as_tensor(audio)
-        if samples.ndim != 1 or not (samples.is_floating_point() or samples.dtype == torch.int16):
-            raise DistilWhisperError(f"{name}: expected 1-D float samples at 16 kHz, got {samples.dtype} of shape {tuple(samples.shape)}")
-        samples = samples.float() / 32768 if samples.dtype == torch.int16 else samples.float()
+        name = name or f"{type(audio).__name__} input"
+        samples = mono_samples(audio, name, "1-D float samples at 16 kHz")
     else:
-        raise DistilWhisperError(f"cannot transcribe a {type(audio).__name__}: pass a path, a numpy array or a torch tensor")
+        raise DistilWhisperError(
+            f"cannot transcribe a {type(audio).__name__}: pass a path, an audio file's bytes, a numpy array or torch "
+            "tensor of 16 kHz samples, or a dict of samples and their 'sampling_rate'"
+        )
     if samples.numel() == 0:
         raise DistilWhisperError(f"{name}: the audio is empty")
     if not torch.isfinite(samples).all():
@@ -74,6 +83,44 @@ def as_waveform(audio: AudioInput) -> torch.Tensor:
             f"{N_SAMPLES // SAMPLE_RATE} s"
         )
     return samples
+
+
+def dict_samples(audio: Mapping, name: str) -> torch.Tensor:
+    """{"array" or "raw": samples, "sampling_rate": Hz} -> 16 kHz samples; other keys ("path", ...) are ignored."""
+    keys = [key for key in ("array", "raw") if key in audio]
+    if len(keys) != 1 or "sampling_rate" not in audio:
+        raise DistilWhisperError(
+            f"{name}: expected the samples under 'array' (or 'raw') and their rate under 'sampling_rate', "
+            f"got the keys {', '.join(map(repr, audio)) or 'none'}"
+        )
+    array, rate = audio[keys[0]], audio["sampling_rate"]
+    if not isinstance(array, (np.ndarray, torch.Tensor)):
+        raise DistilWhisperError(f"{name}: '{keys[0]}' must be a numpy array or a torch tensor, got a {type(array).__name__}")
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral):
+        raise DistilWhisperError(f"{name}: 'sampling_rate' must be a whole number of Hz, got {rate!r}")
+    # (channels, samples), as datasets and the pipeline give multichannel audio; at most 2 rows, so that a
+    # (samples, channels) array is refused rather than averaged along the wrong axis.
+    samples = mono_samples(array, name, "float samples shaped (samples,) or (channels, samples) with 1 or 2 channels", 2)
+    return torch.from_numpy(resample(samples.detach().cpu().numpy(), int(rate), name))
+
+
+def mono_samples(array: np.ndarray | torch.Tensor, name: str, expected: str, max_channels: int = 0) -> torch.Tensor:
+    """Float (or int16) samples as float32; (channels, samples) with up to `max_channels` rows is averaged.
+
+    `expected` says what was wanted when the array is not that.
+    """
+    if isinstance(array, np.ndarray):
+        if array.dtype.kind not in "fiu":
+            raise DistilWhisperError(f"{name}: expected {expected}, got an array of {array.dtype}")
+        # torch refuses byte-swapped and negatively strided arrays, and warns on read-only ones (what
+        # decoders and memory maps return): make a native, contiguous, writable copy of those.
+        array = np.require(array, dtype=array.dtype.newbyteorder("="), requirements=["C", "W"])
+    samples = torch.as_tensor(array)
+    shape_ok = samples.ndim == 1 or (samples.ndim == 2 and 1 <= samples.shape[0] <= max_channels)
+    if not shape_ok or not (samples.is_floating_point() or samples.dtype == torch.int16):
+        raise DistilWhisperError(f"{name}: expected {expected}, got {samples.dtype} of shape {tuple(samples.shape)}")
+    samples = samples.float() / 32768 if samples.dtype == torch.int16 else samples.float()
+    return samples.mean(0) if samples.ndim == 2 else samples
 
 
 class Transcriber:

@@ -1,7 +1,9 @@
 """Shared fixtures: where the real data lives, and skips that say why when it does not."""
 
+import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,26 @@ needs_shared = pytest.mark.skipif(
     reason=f"real fixtures not found at {SHARED} (../shared beside the repo); random-weight tests still run",
 )
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not on PATH")
+needs_pyav = pytest.mark.skipif(
+    importlib.util.find_spec("av") is None, reason="PyAV is not installed (pip install 'distilwhisper[audio]')"
+)
+
+
+def use_decoder(monkeypatch, decoder: str) -> None:
+    """Decode audio from here on as where `decoder` is the only one: "ffmpeg", "pyav" or "builtin" (the WAV reader)."""
+    from distilwhisper import audio
+
+    if decoder != "ffmpeg":
+        monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    if decoder != "pyav":
+        monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError, as where it is not installed
+
+
+@pytest.fixture(params=["builtin", pytest.param("ffmpeg", marks=needs_ffmpeg), pytest.param("pyav", marks=needs_pyav)])
+def decoder(request, monkeypatch) -> str:
+    """Run a test once with each decoder: the built-in WAV reader, ffmpeg, PyAV."""
+    use_decoder(monkeypatch, request.param)
+    return request.param
 
 
 def read_manifest() -> list[tuple[Path, str]]:

@@ -10,10 +10,9 @@ from functools import lru_cache
 import numpy as np
 import pytest
 import torch
-from conftest import AUDIO_DIR, needs_ffmpeg, needs_shared, read_manifest
+from conftest import AUDIO_DIR, needs_ffmpeg, needs_shared, read_manifest, use_decoder
 from transformers import WhisperFeatureExtractor
 
-from distilwhisper import audio
 from distilwhisper.audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim
 from distilwhisper.errors import DistilWhisperError
 
@@ -63,21 +62,9 @@ def dominant_hz(samples: np.ndarray) -> float:
     return np.argmax(np.abs(np.fft.rfft(samples))) * SAMPLE_RATE / len(samples)
 
 
-def hide_ffmpeg(monkeypatch):
-    """From here on load_audio runs as where ffmpeg is not installed: with the built-in WAV reader."""
-    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
-
-
 @pytest.fixture
 def builtin_reader(monkeypatch):
-    hide_ffmpeg(monkeypatch)
-
-
-@pytest.fixture(params=["builtin", pytest.param("ffmpeg", marks=needs_ffmpeg)])
-def decoder(request, monkeypatch):
-    """Run a test once with the built-in WAV reader and once with ffmpeg."""
-    if request.param == "builtin":
-        hide_ffmpeg(monkeypatch)
+    use_decoder(monkeypatch, "builtin")
 
 
 # --- log-Mel features -------------------------------------------------------------------------------------------
@@ -189,7 +176,7 @@ def test_builtin_resampler_removes_content_above_8khz_instead_of_aliasing_it(bui
 def test_builtin_resampler_agrees_with_ffmpeg(monkeypatch, tmp_path, rate):
     path = write_pcm16(tmp_path / "tone.wav", tone(rate, (440.0, 3000.0)), rate)
     reference = load_audio(path)  # ffmpeg's resampler
-    hide_ffmpeg(monkeypatch)
+    use_decoder(monkeypatch, "builtin")
     samples = load_audio(path)
 
     assert len(samples) == len(reference)
@@ -234,7 +221,7 @@ def test_builtin_resampler_keeps_the_duration_and_full_scale_range(builtin_reade
 def test_ffmpeg_and_builtin_reader_decode_a_real_wav_to_the_same_samples(monkeypatch):
     path = read_manifest()[0][0]  # 16 kHz 16-bit PCM, so neither side resamples or rounds
     from_ffmpeg = load_audio(path)
-    hide_ffmpeg(monkeypatch)
+    use_decoder(monkeypatch, "builtin")
 
     np.testing.assert_array_equal(load_audio(path), from_ffmpeg)
 
