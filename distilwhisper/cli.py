@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tokens per input at most (default: the checkpoint's max_length, at most what the decoder "
                              "holds after the prompt: 444 of 448 positions)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
-                        help="files decoded together (default: %(default)s)")
+                        help="files, or chunks of a long file, decoded together (default: %(default)s)")
     parser.add_argument("--chunk-length", type=float, default=DEFAULT_CHUNK_LENGTH, metavar="SECONDS",
                         help="audio longer than 30 s is transcribed in chunks this long (at most 30), overlapping by "
                              "a sixth of it on each side, stitched where the overlaps agree (default: %(default)s)")

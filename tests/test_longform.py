@@ -79,6 +79,24 @@ def test_chunks_are_where_the_pipeline_puts_them(n_samples):
     assert chunk_audio(n_samples) == pipeline_chunks(n_samples, 15, None)
 
 
+def test_each_chunks_features_equal_the_pipelines():
+    """The pipeline's feature extractor zero-pads each chunk to 30 s and takes the log-mel of the padded window;
+    so do we (pad_or_trim, then log_mel_spectrogram). Tolerance as in test_audio (float32 vs its float64 path)."""
+    from transformers import WhisperFeatureExtractor
+    from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
+
+    from distilwhisper.audio import log_mel_spectrogram, pad_or_trim
+
+    samples = synthetic_speech(LENGTHS["last piece shorter than a stride (35.5 s)"], 9)
+    pipe = SimpleNamespace(feature_extractor=WhisperFeatureExtractor(), _align_to=1, dtype=torch.float32, type="seq2seq_whisper")
+    expected = [item["input_features"][0] for item in AutomaticSpeechRecognitionPipeline.preprocess(pipe, samples, 15)]
+    chunks = chunk_audio(len(samples))
+    assert len(expected) == len(chunks) == 4
+    for chunk, features in zip(chunks, expected):
+        ours = log_mel_spectrogram(pad_or_trim(torch.from_numpy(samples[chunk.start : chunk.stop])))
+        assert (ours - features).abs().max().item() < 1e-4
+
+
 @pytest.mark.parametrize("chunk_length, stride_length", [(30, None), (7.3, None), (10, 0), (12.5, 3.3)])
 @pytest.mark.parametrize("n_samples", [LENGTHS["30.01 s"], LENGTHS["183 s"]], ids=["30.01 s", "183 s"])
 def test_other_chunk_and_stride_lengths_round_as_the_pipeline_does(n_samples, chunk_length, stride_length):
