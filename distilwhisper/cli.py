@@ -12,7 +12,9 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from .audio import N_SAMPLES
 from .errors import DistilWhisperError
+from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples
 from .transcribe import DEFAULT_BATCH_SIZE, DTYPES, Transcriber, Transcription, as_waveform, load_model
 from .version import __version__
 from .weights import MODEL_NAMES
@@ -48,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tokens per input at most (default: the checkpoint's max_length, at most what the decoder "
                              "holds after the prompt: 444 of 448 positions)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
-                        help="files decoded together (default: %(default)s)")
+                        help="files, or chunks of a long file, decoded together (default: %(default)s)")
+    parser.add_argument("--chunk-length", type=float, default=DEFAULT_CHUNK_LENGTH, metavar="SECONDS",
+                        help="audio longer than 30 s is transcribed in chunks this long (at most 30), overlapping by "
+                             "a sixth of it on each side, stitched where the overlaps agree (default: %(default)s)")
     parser.add_argument("--output-format", default="txt", choices=["txt", "json"],
                         help="txt: the text; json: an object with file and Transcription.to_dict()'s fields: text, "
                              "tokens, language, avg_logprob, no_speech_prob, truncated (default: %(default)s)")
@@ -69,6 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    try:
+        chunk_samples(args.chunk_length)
+    except DistilWhisperError as e:
+        parser.error(f"--chunk-length: {e}")
     # Only printed txt needs the name: JSON carries "file", and an output file holds one transcript.
     wanted = len(args.audio) > 1 if args.with_filename is None else args.with_filename
     args.with_filename = wanted and args.output_format == "txt" and args.output_dir is None
@@ -161,14 +170,16 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
     names, waveforms = zip(*loaded)
     try:
         results = transcriber.transcribe(list(waveforms), args.language, args.task, args.max_new_tokens,
-                                         batch_size=len(waveforms))
+                                         batch_size=args.batch_size, chunk_length=args.chunk_length)
     except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error...: this batch fails, the next ones still run
         for source in names:
             fail(f"{input_name(source)}: {describe(e)}")
         return len(sources)
     failures = len(sources) - len(loaded)
-    for source, result in zip(names, results):
-        if result.truncated:
+    for source, waveform, result in zip(names, waveforms, results):
+        if result.truncated and len(waveform) > N_SAMPLES:
+            warn(f"{input_name(source)}: some chunk's transcript was cut at --max-new-tokens before its end")
+        elif result.truncated:
             warn(f"{input_name(source)}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
         output = render(result, input_name(source), args.output_format)
         if args.output_dir is None:

@@ -15,10 +15,11 @@ from typing import Any, overload
 import numpy as np
 import torch
 
-from .audio import N_SAMPLES, SAMPLE_RATE, decode_audio, load_audio, log_mel_spectrogram, pad_or_trim, resample
+from .audio import N_SAMPLES, decode_audio, load_audio, log_mel_spectrogram, pad_or_trim, resample
 from .decoding import SuppressAtBegin, SuppressTokens, greedy_decode
 from .errors import DistilWhisperError
 from .languages import language_code
+from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples, transcribe_long
 from .model import Whisper
 from .tokenizer import Tokenizer, load_tokenizer
 from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
@@ -49,7 +50,7 @@ class Transcription:
 
 
 def as_waveform(audio: AudioInput, name: str | None = None) -> torch.Tensor:
-    """Any audio input as 16 kHz float32 samples, at most 30 s; anything else is a clear error.
+    """Any audio input as 16 kHz float32 samples of any length; anything else is a clear error.
 
     A path or an audio file's bytes is decoded; a dict holds samples at any rate, as the transformers ASR
     pipeline and datasets' Audio feature pass them: {"array" (or "raw"): samples, "sampling_rate": Hz};
@@ -77,11 +78,6 @@ def as_waveform(audio: AudioInput, name: str | None = None) -> torch.Tensor:
         raise DistilWhisperError(f"{name}: the audio is empty")
     if not torch.isfinite(samples).all():
         raise DistilWhisperError(f"{name}: the audio holds NaN or infinite samples")
-    if samples.numel() > N_SAMPLES:
-        raise DistilWhisperError(
-            f"{name}: {samples.numel() / SAMPLE_RATE:.1f} s of audio; short-form transcription takes at most "
-            f"{N_SAMPLES // SAMPLE_RATE} s"
-        )
     return samples
 
 
@@ -184,6 +180,7 @@ class Transcriber:
         max_new_tokens: int | None = None,
         no_speech_threshold: float | None = 0.6,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        chunk_length: float = DEFAULT_CHUNK_LENGTH,
     ) -> Transcription: ...
 
     @overload
@@ -195,6 +192,7 @@ class Transcriber:
         max_new_tokens: int | None = None,
         no_speech_threshold: float | None = 0.6,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        chunk_length: float = DEFAULT_CHUNK_LENGTH,
     ) -> list[Transcription]: ...
 
     @torch.inference_mode()
@@ -206,10 +204,15 @@ class Transcriber:
         max_new_tokens: int | None = None,
         no_speech_threshold: float | None = 0.6,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        chunk_length: float = DEFAULT_CHUNK_LENGTH,
     ) -> Transcription | list[Transcription]:
-        """Greedy transcription of up to 30 s per input. A list comes back as a list, in its order, decoded
-        `batch_size` inputs at a time (each batch's audio is read only when its turn comes, so memory
-        depends on the batch size, not on the length of the list).
+        """Greedy transcription. A list comes back as a list, in its order, decoded `batch_size` inputs at a
+        time (each batch's audio is read only when its turn comes, so memory depends on the batch size, not on
+        the length of the list).
+
+        An input longer than 30 s is cut into `chunk_length`-second chunks (at most 30) overlapping by a sixth
+        of that on each side, decoded `batch_size` chunks at a time, and stitched where the overlaps agree: the
+        transformers ASR pipeline's chunked algorithm (see `longform`). `max_new_tokens` then holds per chunk.
 
         `language` and `task` default to the checkpoint's own (generation_config.json), else English
         transcription. `max_new_tokens` defaults to what fits the decoder, as in transformers; a result
@@ -223,13 +226,21 @@ class Transcriber:
         inputs = audio if isinstance(audio, list) else [audio]
         if batch_size < 1:
             raise DistilWhisperError(f"batch_size must be at least 1, got {batch_size}")
+        chunk_samples(chunk_length)  # a bad chunk_length fails before any work
         language, task = self.language_and_task(language, task)
         prompt = self.prompt(language, task, max_new_tokens)
         max_new_tokens = max_new_tokens or self.default_max_new_tokens(prompt)
         results = []
         for start in range(0, len(inputs), batch_size):
-            batch = [pad_or_trim(as_waveform(a)) for a in inputs[start : start + batch_size]]
-            results += self.decode_batch(torch.stack(batch), prompt, max_new_tokens, no_speech_threshold, language)
+            waveforms = [as_waveform(a) for a in inputs[start : start + batch_size]]
+            short = [pad_or_trim(w) for w in waveforms if len(w) <= N_SAMPLES]
+            decoded = self.decode_batch(torch.stack(short), prompt, max_new_tokens, no_speech_threshold, language) if short else []
+            short_results = iter(decoded)
+            for w in waveforms:  # the long ones, each decoded in chunks, in their place among the short ones
+                if len(w) <= N_SAMPLES:
+                    results.append(next(short_results))
+                else:
+                    results.append(transcribe_long(self, w, prompt, max_new_tokens, no_speech_threshold, language, batch_size, chunk_length))
         return results if isinstance(audio, list) else results[0]
 
     def decode_batch(
