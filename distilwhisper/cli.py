@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 from .audio import N_SAMPLES
-from .errors import DistilWhisperError
+from .errors import DistilWhisperError, first_line
 from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples
 from .transcribe import DEFAULT_BATCH_SIZE, DTYPES, Transcriber, Transcription, as_waveform, load_model
 from .version import __version__
@@ -126,8 +126,8 @@ def describe(error: BaseException) -> str:
     """One line for any failure: ours are already sentences; others (out of memory...) get their type named."""
     if isinstance(error, DistilWhisperError):
         return str(error)
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+    reason = first_line(error)
+    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__
 
 
 def input_name(source: str) -> str:

@@ -17,7 +17,7 @@ import torch
 
 from .audio import N_SAMPLES, decode_audio, load_audio, log_mel_spectrogram, pad_or_trim, resample
 from .decoding import SuppressAtBegin, SuppressTokens, greedy_decode
-from .errors import DistilWhisperError
+from .errors import DistilWhisperError, first_line
 from .languages import language_code
 from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples, transcribe_long
 from .model import Whisper
@@ -278,7 +278,7 @@ def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.d
         try:  # the one check that covers every backend: cuda:3 on a one-GPU machine, mps without Metal...
             torch.empty(1, device=device)
         except Exception as e:  # noqa: BLE001 - each backend raises its own type
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e) or type(e).__name__
             raise DistilWhisperError(f"device '{device}' is not usable here: {reason}") from None
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32

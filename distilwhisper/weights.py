@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .errors import DistilWhisperError
+from .errors import DistilWhisperError, first_line
 from .model import ModelDims, Whisper
 
 # What a transcription needs from a hub repository; nothing else is downloaded.
@@ -102,7 +102,7 @@ def resolve_model_dir(
     try:
         return Path(snapshot_download(name, revision=revision, cache_dir=cache_dir, allow_patterns=CHECKPOINT_FILES))
     except Exception as e:  # the hub raises many kinds: offline, missing repo, network, auth
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e) or type(e).__name__
         raise DistilWhisperError(f"could not get model '{name}' from the hub or its cache: {reason}") from None
 
 
