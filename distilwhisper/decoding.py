@@ -1,7 +1,8 @@
 """Greedy decoding with Whisper's logit rules, batched, over the decoder's static cache.
 
-Each rule is a tiny class with one method, `apply(logits, step)`, so rules can be tested one by one and
-composed in a list. The loop itself reads like the algorithm: prefill the prompt, then one token at a time.
+Each rule is a tiny class with one method, `apply(logits, generated)`: it edits the (batch, vocab) logits
+in place, knowing the (batch, step) tokens generated so far (the prompt excluded), so rules can be tested
+one by one and composed in a list. The loop itself reads like the algorithm: prefill the prompt, then one token at a time.
 """
 
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ class SuppressTokens:
     def __init__(self, tokens: list[int] | tuple[int, ...]):
         self.tokens = torch.tensor(sorted(set(tokens)), dtype=torch.long)
 
-    def apply(self, logits: Tensor, step: int) -> None:
+    def apply(self, logits: Tensor, generated: Tensor) -> None:
         if self.tokens.device != logits.device:  # moved once, not copied to the GPU every step
             self.tokens = self.tokens.to(logits.device)
         logits.index_fill_(1, self.tokens, -torch.inf)
@@ -30,9 +31,9 @@ class SuppressAtBegin:
     def __init__(self, tokens: list[int] | tuple[int, ...]):
         self.suppress = SuppressTokens(tokens)
 
-    def apply(self, logits: Tensor, step: int) -> None:
-        if step == 0:
-            self.suppress.apply(logits, step)
+    def apply(self, logits: Tensor, generated: Tensor) -> None:
+        if generated.shape[1] == 0:
+            self.suppress.apply(logits, generated)
 
 
 @dataclass(frozen=True)
@@ -66,22 +67,22 @@ def greedy_decode(
 
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     sum_logprobs = torch.zeros(batch, device=device)
-    generated = []
+    generated = torch.full((batch, max_new_tokens), eot, device=device)
     for step in range(max_new_tokens):
         logits = logits.float()
         for rule in rules:
-            rule.apply(logits, step)
+            rule.apply(logits, generated[:, :step])
         next_tokens = torch.where(finished, eot, logits.argmax(dim=-1))
         logprobs = logits.log_softmax(dim=-1).gather(1, next_tokens[:, None])[:, 0]
         sum_logprobs += torch.where(finished, 0.0, logprobs)
-        generated.append(next_tokens)
+        generated[:, step] = next_tokens
         finished |= next_tokens == eot
         if finished.all() or step == max_new_tokens - 1:
             break
         position = torch.tensor([len(prompt) + step], device=device)
         logits = model.decoder(next_tokens[:, None], position)[:, -1]
 
-    rows = torch.stack(generated, dim=1).tolist()
+    rows = generated[:, : step + 1].tolist()
     tokens = [row[: row.index(eot)] if eot in row else row for row in rows]
     # Like openai/whisper, the end token counts in the average.
     avg_logprobs = [total / (len(row) + 1) for total, row in zip(sum_logprobs.tolist(), tokens)]
