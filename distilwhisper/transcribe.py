@@ -24,7 +24,8 @@ from .model import Whisper
 from .tokenizer import Tokenizer, load_tokenizer
 from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
 
-# a path, an audio file's bytes, 16 kHz samples, or {"array" (or "raw"): samples, "sampling_rate": Hz}
+# a path, an audio file's bytes, 16 kHz samples, {"array" (or "raw"): samples, "sampling_rate": Hz},
+# or datasets' undecoded {"bytes": ..., "path": ...}
 AudioInput = str | os.PathLike | bytes | bytearray | np.ndarray | torch.Tensor | Mapping[str, Any]
 DEFAULT_BATCH_SIZE = 8  # 30 s windows decoded together; the CLI's --batch-size default too
 
@@ -82,7 +83,16 @@ def as_waveform(audio: AudioInput, name: str | None = None) -> torch.Tensor:
 
 
 def dict_samples(audio: Mapping, name: str) -> torch.Tensor:
-    """{"array" or "raw": samples, "sampling_rate": Hz} -> 16 kHz samples; other keys ("path", ...) are ignored."""
+    """{"array" or "raw": samples, "sampling_rate": Hz} -> 16 kHz samples; other keys ("path", ...) are ignored.
+
+    Also datasets' undecoded form, `Audio(decode=False)`: {"bytes": the file's bytes or None, "path": its path}.
+    """
+    if "bytes" in audio and not {"array", "raw"} & audio.keys():
+        if isinstance(audio["bytes"], (bytes, bytearray)):
+            return torch.from_numpy(decode_audio(audio["bytes"], name))
+        if audio["bytes"] is None and isinstance(audio.get("path"), (str, os.PathLike)):
+            return torch.from_numpy(load_audio(audio["path"]))
+        raise DistilWhisperError(f"{name}: 'bytes' must be an audio file's bytes, or None beside a 'path' to read")
     keys = [key for key in ("array", "raw") if key in audio]
     if len(keys) != 1 or "sampling_rate" not in audio:
         raise DistilWhisperError(

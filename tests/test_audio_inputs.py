@@ -80,6 +80,16 @@ def test_the_forms_of_datasets_and_the_pipeline_give_the_same_samples():
 
 
 @needs_shared
+def test_the_undecoded_form_of_datasets_reads_its_bytes_else_its_path():
+    """datasets' Audio(decode=False) gives {"bytes": file bytes or None, "path": ...}: the bytes win when present."""
+    reference = as_waveform(SPEECH)
+    torch.testing.assert_close(as_waveform({"bytes": SPEECH.read_bytes(), "path": "elsewhere.wav"}), reference)
+    torch.testing.assert_close(as_waveform({"bytes": None, "path": str(SPEECH)}), reference)
+    with pytest.raises(distilwhisper.DistilWhisperError, match="^dict input: 'bytes' must be an audio file's bytes"):
+        as_waveform({"bytes": None})
+
+
+@needs_shared
 def test_a_16khz_dict_is_its_samples_unchanged():
     samples = load_audio(SPEECH)
     torch.testing.assert_close(as_waveform({"array": samples, "sampling_rate": SAMPLE_RATE}), torch.from_numpy(samples))
