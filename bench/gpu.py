@@ -19,7 +19,7 @@ we and transformers load the same files. No tokenizer is needed: both sides deco
    matmul rate).
 
 Writes OUT/gpu.md and OUT/gpu.json after every measured unit, so a run cut short keeps what it measured;
-stops starting new units past --budget-s. Long-form timing joins once bench/long_form.py exists (`LONG_FORM`).
+stops starting new units past --budget-s. Long-form batch 16 joins once bench/long_form.py exists (`long_form`).
 """
 
 import argparse
@@ -61,7 +61,6 @@ DIMS = {  # WhisperConfig fields of the checkpoints drawn at random
 # stay far from overflow through 32 layers.
 INIT_STD = 0.05
 SYSTEMS = ["transformers eager", "transformers static+compile", "ours eager", "ours compiled", "faster-whisper"]
-LONG_FORM = None  # bench/long_form.py's timing function, once it exists: long-form batch 16 joins the table
 
 
 def parse_args() -> argparse.Namespace:
@@ -76,7 +75,7 @@ def parse_args() -> argparse.Namespace:
                         "suppressed until then: equal work (default: 128; --small: 16)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs after one warm-up, median kept (default: 3; --small: 2)")
     parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
-    parser.add_argument("--budget-s", type=float, default=540, help="start no new unit after this many seconds")
+    parser.add_argument("--budget-s", type=float, default=480, help="start no new unit after this many seconds")
     parser.add_argument("--small", action="store_true", help="tiny dims, few tokens: the whole path on the CPU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "gpu"))
@@ -153,7 +152,8 @@ def our_rules(path: Path, equal_work: bool) -> list:
 def load_transformers(path: Path, device: torch.device, dtype: torch.dtype):
     from transformers import WhisperForConditionalGeneration
 
-    return WhisperForConditionalGeneration.from_pretrained(path, dtype=dtype, attn_implementation="sdpa").to(device).eval()
+    # dtype by .to(): transformers before 4.56 would take a dtype= argument for a config field and ignore it
+    return WhisperForConditionalGeneration.from_pretrained(path, attn_implementation="sdpa").to(device=device, dtype=dtype).eval()
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -306,6 +306,16 @@ def time_system(name, path, device, dtype, samples, args, clock, ceilings) -> di
     return result
 
 
+def long_form(path: Path, args, device: torch.device) -> list[dict] | None:
+    """Chunked long-form at batch 16, same process, same weights: bench/long_form.py's `gpu_rows(path, args,
+    device)` (rows like time_system's), once that script exists."""
+    try:
+        from long_form import gpu_rows
+    except ImportError:
+        return None
+    return gpu_rows(path, args, device)
+
+
 def noise(batch: int, seed: int) -> torch.Tensor:
     """Seeded speech-level noise, 30 s per row: random weights make any input as good as speech."""
     return 0.1 * torch.randn(batch, N_SAMPLES, generator=torch.Generator().manual_seed(seed))
@@ -342,9 +352,14 @@ def add_ratios(results: list[dict]) -> None:
             r["same_tokens_as"] = {p["system"]: p["rows"] == r["rows"] for p in peers if p is not r and p["rows"] and r["rows"]}
 
 
+def same_tokens(compared: dict | None) -> str:
+    return "-" if not compared else "yes" if all(compared.values()) else "NO: " + ", ".join(k for k, v in compared.items() if not v)
+
+
 def markdown(report: dict) -> str:
     head = ("| model | batch | system | encoder ms / window | decoder µs / step | latency s | audio s / s | "
-            "peak GPU MiB | decoder GB/s (of copy) | encoder TFLOP/s (of matmul) | first call s | vs transformers eager |")
+            "peak GPU MiB | decoder GB/s (of copy) | encoder TFLOP/s (of matmul) | first call s | vs transformers eager | "
+            "same tokens as the others |")
     lines = [f"# bench/gpu.py — {report['device']} {report['dtype']}, {report['date']}", "",
              f"Ceilings: copy {report['ceilings']['copy_GBps']:.0f} GB/s, matmul {report['ceilings']['matmul_TFLOPs']:.2f} "
              f"TFLOP/s ({report['ceilings']['matmul_dtype']}). {report['tokens']} tokens per row (end token suppressed).",
@@ -367,7 +382,8 @@ def markdown(report: dict) -> str:
         vs = r.get("speedup_vs", {}).get("transformers eager")
         lines.append(f"| {r['model']} | {r['batch']} | {r['system']} | {fmt(r['encoder_ms_per_window'], '.1f')} | "
                      f"{fmt(r['decoder_us_per_step'], '.0f')} | {r['latency_s']:.3f} | {r['audio_s_per_s']:.1f} | "
-                     f"{fmt(r['peak_gpu_mib'], '.0f')} | {bw} | {fl} | {r['first_call_s']:.1f} | {fmt(vs, '.2f')} |")  # fmt: skip
+                     f"{fmt(r['peak_gpu_mib'], '.0f')} | {bw} | {fl} | {r['first_call_s']:.1f} | {fmt(vs, '.2f')} | "
+                     f"{same_tokens(r.get('same_tokens_as'))} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -415,6 +431,8 @@ def main() -> None:
                         release(device)
                     save()
                     print(f"{name} batch {batch} {system}: done at {time.perf_counter() - started:.0f} s", flush=True)
+            if time.perf_counter() - started < args.budget_s:
+                report["long_form"] = long_form(path, args, device)
     save()
     print(markdown(report))
 
