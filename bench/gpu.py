@@ -43,7 +43,7 @@ from oracle import hf_greedy_tokens, save_random_whisper  # noqa: E402
 from distilwhisper.audio import N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram  # noqa: E402
 from distilwhisper.compiled import compiled_steps, eager_steps  # noqa: E402
 from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode  # noqa: E402
-from distilwhisper.weights import load_generation_defaults, load_whisper  # noqa: E402
+from distilwhisper.weights import load_dims, load_generation_defaults, load_whisper  # noqa: E402
 
 PROMPT = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
 EOT = 50257
@@ -130,17 +130,14 @@ def encoder_flops(dims) -> float:
     return stem + dims.encoder_layers * layer
 
 
-def decoder_step_bytes(model, batch: int, positions: int) -> int:
-    """What one step must read: the decoder's weights that act per token (the vocabulary projection included,
-    not the cross-attention K/V projections, used once per audio) and the caches' filled keys/values."""
-    weights = sum(
-        p.numel() * p.element_size()
-        for name, p in model.decoder.named_parameters()
-        if "encoder_attn.k_proj" not in name and "encoder_attn.v_proj" not in name and "embed_positions" not in name
-    )
-    dims, size = model.dims, model.decoder.embed_tokens.weight.element_size()
-    caches = batch * dims.decoder_layers * 2 * (dims.n_audio_ctx + positions) * dims.d_model * size
-    return weights + caches
+def decoder_step_bytes(dims, element_size: int, batch: int, positions: int) -> int:
+    """What one step must read: the decoder weights that act per token (per layer the self-attention's four
+    projections, the cross-attention's query and output ones, the MLP; then the vocabulary projection; not
+    the cross-attention key/value projections, used once per audio) and the caches' filled keys/values."""
+    d = dims.d_model
+    weights = dims.decoder_layers * (6 * d * d + 2 * d * dims.decoder_ffn) + dims.n_vocab * d
+    caches = batch * dims.decoder_layers * 2 * (dims.n_audio_ctx + positions) * d
+    return (weights + caches) * element_size
 
 
 def our_rules(path: Path, equal_work: bool) -> list:
@@ -204,7 +201,7 @@ def release(device: torch.device) -> None:
 
 
 def our_system(path, device, dtype, compiled: bool, tokens: int):
-    """`run(samples)` -> token rows, `encode(samples)` -> features; the whole path (log-mel on the device)."""
+    """`run(samples)` -> token rows, `encode(samples)` -> features: the whole path, log-mel on the device."""
     model = load_whisper(path, dtype=dtype, device=device)
     steps = compiled_steps(model) if compiled else eager_steps(model)
     rules = our_rules(path, True)
@@ -221,7 +218,7 @@ def our_system(path, device, dtype, compiled: bool, tokens: int):
     def encode(samples):
         return steps.encoder(features(samples))
 
-    return model, run, encode
+    return run, encode
 
 
 def transformers_system(path, device, dtype, static: bool, tokens: int):
@@ -247,7 +244,7 @@ def transformers_system(path, device, dtype, static: bool, tokens: int):
     def encode(samples):
         return model.model.encoder(features(samples)).last_hidden_state
 
-    return None, run, encode
+    return run, encode
 
 
 def faster_whisper_system(path, device, dtype, tokens: int):
@@ -259,7 +256,7 @@ def faster_whisper_system(path, device, dtype, tokens: int):
     def run(samples):
         return [[0] * transcribe(row.numpy()) for row in samples]  # token counts: its text is its own
 
-    return None, run, None
+    return run, None
 
 
 def time_system(name, path, device, dtype, samples, args, clock, ceilings) -> dict:
@@ -270,11 +267,11 @@ def time_system(name, path, device, dtype, samples, args, clock, ceilings) -> di
         before = torch.cuda.memory_allocated(device)
     start = time.perf_counter()
     if name.startswith("ours"):
-        model, run, encode = our_system(path, device, dtype, name == "ours compiled", args.tokens)
+        run, encode = our_system(path, device, dtype, name == "ours compiled", args.tokens)
     elif name.startswith("transformers"):
-        model, run, encode = transformers_system(path, device, dtype, "static" in name, args.tokens)
+        run, encode = transformers_system(path, device, dtype, "static" in name, args.tokens)
     else:
-        model, run, encode = faster_whisper_system(path, device, dtype, args.tokens)
+        run, encode = faster_whisper_system(path, device, dtype, args.tokens)
     load_s = time.perf_counter() - start
     start = time.perf_counter()
     rows = run(samples)  # the first call compiles, where there is anything to compile
@@ -290,18 +287,19 @@ def time_system(name, path, device, dtype, samples, args, clock, ceilings) -> di
         "peak_gpu_mib": (torch.cuda.max_memory_allocated(device) - before) / 2**20 if device.type == "cuda" else None,
         "rows": rows if name != "faster-whisper" else None,
     }  # fmt: skip
-    if model is not None and encoder_s:
-        step_bytes = decoder_step_bytes(model, batch, len(PROMPT) + args.tokens // 2)
+    if encoder_s:  # the same weights for every system: the same bytes and FLOPs
+        dims = load_dims(path)
+        step_bytes = decoder_step_bytes(dims, torch.finfo(dtype).bits // 8, batch, len(PROMPT) + args.tokens // 2)
         step_s = result["decoder_us_per_step"] / 1e6
         result["roofline"] = {
             "decoder_bytes_per_step": step_bytes,
             "decoder_floor_us": step_bytes / (ceilings["copy_GBps"] * 1e9) * 1e6,
             "decoder_GBps": step_bytes / step_s / 1e9,
             "decoder_fraction_of_copy_bw": step_bytes / step_s / 1e9 / ceilings["copy_GBps"],
-            "encoder_TFLOPs": encoder_flops(model.dims) * batch / encoder_s / 1e12,
-            "encoder_fraction_of_matmul": encoder_flops(model.dims) * batch / encoder_s / 1e12 / ceilings["matmul_TFLOPs"],
+            "encoder_TFLOPs": encoder_flops(dims) * batch / encoder_s / 1e12,
+            "encoder_fraction_of_matmul": encoder_flops(dims) * batch / encoder_s / 1e12 / ceilings["matmul_TFLOPs"],
         }
-    del model, run, encode
+    del run, encode
     release(device)
     return result
 
