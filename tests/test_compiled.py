@@ -39,9 +39,9 @@ def test_checking_for_the_end_every_few_steps_changes_nothing(tmp_path, monkeypa
     features = model.encoder(random_mel(model, 3, seed=36))
     # Random weights rarely say <|endoftext|>: let a token the first row says at its 6th step end sequences.
     end = greedy_decode(model, features, PROMPT, 50257, [], max_new_tokens=6).tokens[0][5]
-    every_step = greedy_decode(model, features, PROMPT, end, [], max_new_tokens=30)
+    every_step = greedy_decode(model, features, PROMPT, end, [], max_new_tokens=30, no_speech=50362)
     monkeypatch.setitem(decoding.END_CHECK_EVERY, "cpu", 8)
-    every_eighth = greedy_decode(model, features, PROMPT, end, [], max_new_tokens=30)
+    every_eighth = greedy_decode(model, features, PROMPT, end, [], max_new_tokens=30, no_speech=50362)
     assert every_eighth == every_step
     assert len(every_step.tokens[0]) <= 5 and not all(every_step.truncated)  # rows ended between two checks
 
