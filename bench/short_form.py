@@ -66,7 +66,8 @@ def transformers_engine(args):
     return run
 
 
-def faster_whisper_engine(args):
+def faster_whisper_engine(args, **options):
+    """`options` add to or override the transcribe() arguments (bench/gpu.py suppresses the end token)."""
     from faster_whisper import WhisperModel
 
     ct2_dir = ROOT / "bench" / "out" / f"ct2-{Path(args.model).name}"
@@ -76,9 +77,9 @@ def faster_whisper_engine(args):
     model = WhisperModel(str(ct2_dir), device="cpu", compute_type="float32", cpu_threads=args.threads)
 
     def run(samples):
-        segments, _ = model.transcribe(samples, language="en", task="transcribe", beam_size=1, temperature=0.0,
+        segments, _ = model.transcribe(samples, **dict(language="en", task="transcribe", beam_size=1, temperature=0.0,
                                        without_timestamps=True, condition_on_previous_text=False,
-                                       vad_filter=False, max_new_tokens=args.max_new_tokens)  # fmt: skip
+                                       vad_filter=False, max_new_tokens=args.max_new_tokens) | options)  # fmt: skip
         return sum(len(s.tokens) for s in segments)
 
     return run

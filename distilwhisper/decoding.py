@@ -5,6 +5,7 @@ in place, knowing the (batch, step) tokens generated so far (the prompt excluded
 one by one and composed in a list. The loop itself reads like the algorithm: prefill the prompt, then one token at a time.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,11 @@ class SuppressAtBegin:
             self.suppress.apply(logits, generated)
 
 
+# How often the loop asks whether every sequence has ended, by device type. The answer waits for the device,
+# so on a GPU it is asked every 8 steps only (finished rows keep emitting eot meanwhile: same tokens).
+END_CHECK_EVERY = {"cpu": 1}
+
+
 @dataclass(frozen=True)
 class DecodingResult:
     tokens: list[list[int]]  # per sequence, the tokens generated before the end token
@@ -53,11 +59,15 @@ def greedy_decode(
     rules: list,
     max_new_tokens: int,
     no_speech: int | None = None,
+    decoder_step: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> DecodingResult:
     """Decode every sequence of the batch until it emits `eot` or `max_new_tokens` are generated.
 
     The prompt must start with <|startoftranscript|>: the logits there give the no-speech probability.
+    `decoder_step(tokens, input_pos)` runs the decoder for the one-token steps after the prompt: `model.decoder`
+    by default, or its compiled twin (`compiled.compiled_steps`).
     """
+    decoder_step = model.decoder if decoder_step is None else decoder_step
     batch, device = audio_features.shape[0], audio_features.device
     model.decoder.setup_caches(audio_features)
     tokens = torch.tensor([prompt], device=device).expand(batch, -1)
@@ -68,6 +78,8 @@ def greedy_decode(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     sum_logprobs = torch.zeros(batch, device=device)
     generated = torch.full((batch, max_new_tokens), eot, device=device)
+    positions = torch.arange(len(prompt), len(prompt) + max_new_tokens, device=device)  # sliced, never built per step
+    check_every = END_CHECK_EVERY.get(device.type, 8)
     for step in range(max_new_tokens):
         logits = logits.float()
         for rule in rules:
@@ -77,10 +89,9 @@ def greedy_decode(
         sum_logprobs += torch.where(finished, 0.0, logprobs)
         generated[:, step] = next_tokens
         finished |= next_tokens == eot
-        if finished.all() or step == max_new_tokens - 1:
+        if step == max_new_tokens - 1 or (step % check_every == check_every - 1 and finished.all()):
             break
-        position = torch.tensor([len(prompt) + step], device=device)
-        logits = model.decoder(next_tokens[:, None], position)[:, -1]
+        logits = decoder_step(next_tokens[:, None], positions[step : step + 1])[:, -1]
 
     rows = generated[:, : step + 1].tolist()
     tokens = [row[: row.index(eot)] if eot in row else row for row in rows]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .audio import N_SAMPLES, decode_audio, load_audio, log_mel_spectrogram, pad_or_trim, resample
+from .compiled import Steps, compiled_steps, eager_steps
 from .decoding import SuppressAtBegin, SuppressTokens, greedy_decode
 from .errors import DistilWhisperError, first_line
 from .languages import language_code
@@ -135,10 +136,13 @@ class Transcriber:
     One Transcriber decodes one batch at a time: the decoder's key/value caches are preallocated buffers
     on the model (fixed shapes, so the step can become a CUDA graph), so concurrent `transcribe` calls from
     several threads wait for each other rather than overwrite each other's caches.
+
+    `steps` run the encoder and the decoder step: the model's own (eager) by default, or `compiled_steps(model)`.
     """
 
-    def __init__(self, model: Whisper, tokenizer: Tokenizer, defaults: GenerationDefaults):
+    def __init__(self, model: Whisper, tokenizer: Tokenizer, defaults: GenerationDefaults, steps: Steps | None = None):
         self.model = model
+        self.steps = steps or eager_steps(model)
         self.tokenizer = tokenizer
         self.defaults = defaults
         self.rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
@@ -257,15 +261,19 @@ class Transcriber:
         self, waveforms: torch.Tensor, prompt: list[int], max_new_tokens: int, no_speech_threshold: float | None, language: str
     ) -> list[Transcription]:
         """(batch, N_SAMPLES) samples -> one Transcription each."""
+        batch = len(waveforms)
+        # Compiled steps have fixed batch sizes: fill the bucket with copies of the last input, decoded and dropped.
+        waveforms = torch.cat([waveforms, waveforms[-1:].expand(self.steps.bucket(batch) - batch, -1)])
         with self.lock:
             mel = log_mel_spectrogram(waveforms.to(self.device), self.model.dims.n_mels)
-            features = self.model.encoder(mel.to(self.dtype))
+            features = self.steps.encoder(mel.to(self.dtype))
             decoded = greedy_decode(
-                self.model, features, prompt, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech
+                self.model, features, prompt, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech,
+                decoder_step=self.steps.decoder,
             )
         results = []
         for tokens, avg_logprob, no_speech_prob, truncated in zip(
-            decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated
+            decoded.tokens[:batch], decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated
         ):
             if no_speech_threshold is not None and no_speech_prob > no_speech_threshold:
                 tokens, truncated = [], False
@@ -322,10 +330,16 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     cache_dir: str | os.PathLike | None = None,
     revision: str | None = None,
+    compile: bool = False,
 ) -> Transcriber:
-    """A checkpoint folder or a hub repo id (e.g. "distil-whisper/distil-large-v2"), ready to transcribe."""
+    """A checkpoint folder or a hub repo id (e.g. "distil-whisper/distil-large-v2"), ready to transcribe.
+
+    `compile=True` compiles the encoder and the decoder step (torch.compile; CUDA graphs on a GPU): each batch
+    size bucket (1, 2, 4, 8...) pays a compilation on first use, then runs faster (the README says when it pays).
+    """
     device, dtype = resolve_device_dtype(device, dtype)
     model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
     model = load_whisper(model_dir, dtype=dtype, device=device)
-    return Transcriber(model, load_tokenizer(model_dir), load_generation_defaults(model_dir))
+    steps = compiled_steps(model) if compile else None
+    return Transcriber(model, load_tokenizer(model_dir), load_generation_defaults(model_dir), steps)
 

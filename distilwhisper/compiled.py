@@ -1,0 +1,52 @@
+"""torch.compile at the edges: the encoder for its fixed 30 s window, the decoder's step over the static cache.
+
+Every compiled call has fixed shapes, so each shape compiles once and, on CUDA, runs as a CUDA graph
+(`mode="reduce-overhead"`): the encoder sees (batch, n_mels, 3000) log-mel, the decoder step (batch, k)
+tokens at k positions given as a tensor (k = 1 for greedy decoding, k > 1 for a speculative verify step,
+one graph per k). The batch is padded up to a power of two (`batch_bucket`), so a batch of 5 and one of 7
+share the graphs of 8, and inputs of a bucket never recompile. The prompt's prefill stays eager: it runs
+once per batch, and compiling it would only add a graph.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .model import Whisper
+
+
+@dataclass(frozen=True)
+class Steps:
+    """What the decoding loops call: `encoder(mel)` -> audio features, `decoder(tokens, input_pos)` -> logits.
+
+    Outputs of a compiled step on CUDA live in the CUDA graph's memory: read them before the next call.
+    """
+
+    encoder: Callable[[Tensor], Tensor]
+    decoder: Callable[[Tensor, Tensor], Tensor]
+    compiled: bool = False
+
+    def bucket(self, batch: int) -> int:
+        """The batch a compiled step runs for `batch` inputs (padded up); eager steps take any batch as it is."""
+        return batch_bucket(batch) if self.compiled else batch
+
+
+def eager_steps(model: Whisper) -> Steps:
+    return Steps(model.encoder, model.decoder)
+
+
+def compiled_steps(model: Whisper) -> Steps:
+    """The model's encoder and decoder step, compiled; the first call of each shape pays the compilation
+    (seconds to a minute; see the README), later calls of that shape reuse it."""
+    # CUDA graphs replay the step's hundreds of kernel launches as one; inductor's default elsewhere.
+    mode = "reduce-overhead" if model.decoder.embed_tokens.weight.device.type == "cuda" else None
+    # dynamic=False: a new shape (another bucket, another k) gets its own graph rather than a dynamic one.
+    compile_ = lambda module: torch.compile(module, mode=mode, fullgraph=True, dynamic=False)  # noqa: E731
+    return Steps(compile_(model.encoder), compile_(model.decoder), compiled=True)
+
+
+def batch_bucket(batch: int) -> int:
+    """The power of two at or above `batch`: how many sequences a compiled step decodes."""
+    return 1 << (batch - 1).bit_length()

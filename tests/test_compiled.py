@@ -1,0 +1,91 @@
+"""Compiled steps (torch.compile on the CPU here; CUDA graphs on a GPU) decode exactly what the eager model does.
+
+Oracle: our eager model, itself held equal to transformers by test_model_parity and test_real_parity.
+Compilation costs seconds on two cores (about 15 s for a tiny config, about a minute for whisper-base),
+so each test compiles one batch bucket once.
+"""
+
+import shutil
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, needs_shared, save_random_whisper
+from distilwhisper import load_model
+from distilwhisper.compiled import batch_bucket, compiled_steps
+from distilwhisper import decoding
+from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode
+from distilwhisper.weights import load_generation_defaults, load_whisper
+
+PROMPT = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
+# Inductor compiles C++ on the CPU.
+needs_compiler = pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler (g++)")
+
+
+def random_mel(model, batch: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, model.dims.n_mels, 2 * model.dims.n_audio_ctx, generator=generator)
+
+
+def test_batches_are_padded_to_powers_of_two():
+    assert [batch_bucket(n) for n in (1, 2, 3, 4, 5, 8, 9, 16, 17)] == [1, 2, 4, 4, 8, 8, 16, 16, 32]
+
+
+def test_checking_for_the_end_every_few_steps_changes_nothing(tmp_path, monkeypatch):
+    """On a GPU the loop asks whether all sequences ended every 8 steps only: same result as every step."""
+    path = save_random_whisper(tmp_path, seed=35, **TINY_CONFIGS["distil-2dec"])
+    model = load_whisper(path)
+    features = model.encoder(random_mel(model, 3, seed=36))
+    # Random weights rarely say <|endoftext|>: let a token the first row says at its 6th step end sequences.
+    end = greedy_decode(model, features, PROMPT, 50257, [], max_new_tokens=6).tokens[0][5]
+    every_step = greedy_decode(model, features, PROMPT, end, [], max_new_tokens=30, no_speech=50362)
+    monkeypatch.setitem(decoding.END_CHECK_EVERY, "cpu", 8)
+    every_eighth = greedy_decode(model, features, PROMPT, end, [], max_new_tokens=30, no_speech=50362)
+    assert every_eighth == every_step
+    assert len(every_step.tokens[0]) <= 5 and not all(every_step.truncated)  # rows ended between two checks
+
+
+@needs_compiler
+def test_compiled_greedy_tokens_equal_eager_without_recompiling(tmp_path):
+    """Two fresh inputs of one bucket: the same tokens as eager, and the second compiles nothing. Then the
+    k-token step a speculative loop verifies with: the logits of the eager decoder."""
+    path = save_random_whisper(tmp_path, seed=31, **TINY_CONFIGS["distil-2dec"])
+    model = load_whisper(path)
+    defaults = load_generation_defaults(path)
+    rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+    steps = compiled_steps(model)
+
+    def decode(mel, compiled):
+        encoder, decoder = (steps.encoder, steps.decoder) if compiled else (model.encoder, model.decoder)
+        return greedy_decode(model, encoder(mel), PROMPT, 50257, rules, max_new_tokens=24, decoder_step=decoder).tokens
+
+    counters.clear()
+    for seed in (32, 33):
+        mel = random_mel(model, 4, seed)
+        assert decode(mel, compiled=True) == decode(mel, compiled=False)
+        if seed == 32:
+            graphs = counters["stats"]["unique_graphs"]
+    assert graphs == 2  # the encoder and the one-token step
+    assert counters["stats"]["unique_graphs"] == graphs
+
+    draft = torch.randint(0, 50257, (4, 3), generator=torch.Generator().manual_seed(34))
+    positions = torch.arange(len(PROMPT), len(PROMPT) + 3)
+    with torch.inference_mode():
+        model.decoder.setup_caches(model.encoder(mel))
+        model.decoder(torch.tensor([PROMPT] * 4), torch.arange(len(PROMPT)))
+        compiled = steps.decoder(draft, positions).clone()
+        eager = model.decoder(draft, positions)  # rewrites the same cache positions with the same values
+    assert (compiled - eager).abs().max().item() < 1e-4
+
+
+@needs_shared
+@needs_compiler
+def test_compiled_transcription_equals_eager_on_real_speech():
+    """whisper-base on three real files (one bucket of 4, the last file repeated to fill it): same tokens."""
+    files = [str(p) for p in sorted((AUDIO_DIR / "short").glob("*.wav"))[:3]]
+    eager = load_model(BASE_MODEL, device="cpu", dtype="float32").transcribe(files, max_new_tokens=24)
+    compiled = load_model(BASE_MODEL, device="cpu", dtype="float32", compile=True).transcribe(files, max_new_tokens=24)
+    assert [r.tokens for r in compiled] == [r.tokens for r in eager]
+    assert all(r.tokens for r in eager)
+    assert [r.avg_logprob for r in compiled] == pytest.approx([r.avg_logprob for r in eager], abs=1e-4)
