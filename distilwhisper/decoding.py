@@ -45,23 +45,45 @@ class DecodingResult:
 
 
 @torch.inference_mode()
+def detect_language(model: Whisper, audio_features: Tensor, sot: int, language_tokens: list[int]) -> Tensor:
+    """Each sequence's likeliest language token, as transformers' generate() detects it when no language is
+    given: the logits after <|startoftranscript|> alone, every token but `language_tokens` masked (no
+    other logit rule), argmax.
+
+    One decoder step. It leaves the decoder's caches holding `audio_features`, so that greedy_decode(...,
+    caches_ready=True) can follow without computing the cross-attention keys and values again.
+    """
+    batch, device = audio_features.shape[0], audio_features.device
+    model.decoder.setup_caches(audio_features)
+    logits = model.decoder(torch.full((batch, 1), sot, device=device), torch.zeros(1, dtype=torch.long, device=device))
+    candidates = torch.tensor(sorted(language_tokens), device=device)  # ascending: ties go to the lowest id, as in argmax
+    return candidates[logits[:, -1, candidates].argmax(dim=-1)]
+
+
+@torch.inference_mode()
 def greedy_decode(
     model: Whisper,
     audio_features: Tensor,
-    prompt: list[int],
+    prompt: list[int] | list[list[int]],
     eot: int,
     rules: list,
     max_new_tokens: int,
     no_speech: int | None = None,
+    caches_ready: bool = False,
 ) -> DecodingResult:
     """Decode every sequence of the batch until it emits `eot` or `max_new_tokens` are generated.
 
-    The prompt must start with <|startoftranscript|>: the logits there give the no-speech probability.
+    `prompt` is one prompt for the whole batch, or one per sequence, all of one length (each with the
+    language detected for it). It must start with <|startoftranscript|>: the logits there give the
+    no-speech probability. `caches_ready`: the decoder's caches already hold `audio_features`
+    (detect_language just filled them).
     """
     batch, device = audio_features.shape[0], audio_features.device
-    model.decoder.setup_caches(audio_features)
-    tokens = torch.tensor([prompt], device=device).expand(batch, -1)
-    prompt_logits = model.decoder(tokens, torch.arange(len(prompt), device=device))
+    if not caches_ready:
+        model.decoder.setup_caches(audio_features)
+    tokens = torch.tensor(prompt, device=device).expand(batch, -1)
+    prompt_length = tokens.shape[1]
+    prompt_logits = model.decoder(tokens, torch.arange(prompt_length, device=device))
     no_speech_probs = prompt_logits[:, 0].float().softmax(dim=-1)[:, no_speech] if no_speech is not None else None
     logits = prompt_logits[:, -1]
 
@@ -79,7 +101,7 @@ def greedy_decode(
         finished |= next_tokens == eot
         if finished.all() or step == max_new_tokens - 1:
             break
-        position = torch.tensor([len(prompt) + step], device=device)
+        position = torch.tensor([prompt_length + step], device=device)
         logits = model.decoder(next_tokens[:, None], position)[:, -1]
 
     rows = generated[:, : step + 1].tolist()

@@ -62,25 +62,40 @@ TINY_CONFIGS = {
 }
 
 
-def save_random_whisper(path: Path, seed: int, shard: bool = False, **overrides) -> Path:
-    """A randomly initialised transformers Whisper saved as safetensors (sharded if asked): the oracle's twin."""
+def save_random_whisper(path: Path, seed: int, shard: bool = False, english_only: bool = False, **overrides) -> Path:
+    """A randomly initialised transformers Whisper saved as safetensors (sharded if asked): the oracle's twin.
+
+    english_only: shaped and configured as transformers' converter makes the .en checkpoints: a 51864-token
+    vocabulary (GPT-2's, one ordinary token fewer, so every special id is one lower: <|endoftext|> = 50256)
+    and openai/whisper-medium.en's generation config (no languages or tasks, <|notimestamps|> forced).
+    """
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
+    from distilwhisper.languages import LANGUAGES
+
     torch.manual_seed(seed)
+    eot = 50256 if english_only else 50257
     # init_std well above the default so logits are spread out and greedy argmax has no near-ties.
-    config = WhisperConfig(vocab_size=51865, max_source_positions=1500, max_target_positions=448,
-                           bos_token_id=50257, eos_token_id=50257, pad_token_id=50257,
-                           decoder_start_token_id=50258, init_std=0.2, **overrides)
+    config = WhisperConfig(vocab_size=51864 if english_only else 51865, max_source_positions=1500,
+                           max_target_positions=448, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
+                           decoder_start_token_id=eot + 1, init_std=0.2, **overrides)
     model = WhisperForConditionalGeneration(config).eval()
-    # Whisper's real special-token ids, so transformers' generate(language="en") builds the usual prompt.
+    # Whisper's real special-token ids, so transformers' generate() builds the usual prompt.
     generation = model.generation_config
-    generation.decoder_start_token_id, generation.no_timestamps_token_id = 50258, 50363
-    generation.lang_to_id, generation.task_to_id = {"<|en|>": 50259}, {"translate": 50358, "transcribe": 50359}
-    generation.is_multilingual = True
+    translate, transcribe, no_timestamps = eot + 101, eot + 102, eot + 106
+    generation.decoder_start_token_id, generation.no_timestamps_token_id = eot + 1, no_timestamps
+    generation.is_multilingual = not english_only
+    if english_only:
+        generation.forced_decoder_ids = [[1, no_timestamps]]
+    else:  # every language, as in whisper-base's generation config, so generate() detects among all of them
+        generation.lang_to_id = {f"<|{code}|>": eot + 2 + i for i, code in enumerate(LANGUAGES)}
+        generation.task_to_id = {"translate": translate, "transcribe": transcribe}
     generation._from_model_config = False  # else transformers rebuilds it from config.json on load
-    generation.suppress_tokens = sorted(torch.randint(0, 50257, (40,)).tolist()) + [50358, 50359]
-    generation.begin_suppress_tokens = [220, 50257]
+    generation.suppress_tokens = sorted(torch.randint(0, eot, (40,)).tolist()) + [translate, transcribe]
+    if english_only:  # a trained model never follows <|notimestamps|> with timestamps; random weights would, and
+        generation.suppress_tokens += list(range(no_timestamps + 1, 51864))  # generate() then cuts segments out
+    generation.begin_suppress_tokens = [220, eot]
     model.save_pretrained(path, max_shard_size="2MB" if shard else "10GB")
     return path
 
@@ -88,6 +103,33 @@ def save_random_whisper(path: Path, seed: int, shard: bool = False, **overrides)
 def add_base_tokenizer(path: Path) -> Path:
     """Random checkpoints have no tokenizer files; whisper-base's fit their 51865-token vocabulary."""
     for name in ("tokenizer.json", "vocab.json"):
+        shutil.copy(BASE_MODEL / name, path / name)
+    return path
+
+
+def add_english_tokenizer(path: Path) -> Path:
+    """Tokenizer files shaped as the .en checkpoints' (transformers' converter on GPT-2's vocabulary), made
+    from whisper-base's: its 50256 merged tokens (its id 50256 is an empty placeholder, which GPT-2 lacks),
+    then <|endoftext|> = 50256 and every special token one id lower, the languages included. vocab.json
+    holds <|endoftext|> too, as GPT-2's does; tokenizer_config.json and friends let transformers load them."""
+    import json
+
+    def shifted(token_id: int) -> int:
+        return token_id - 1 if token_id > 50256 else token_id
+
+    vocab = json.loads((BASE_MODEL / "vocab.json").read_text(encoding="utf-8"))
+    vocab = {token: i for token, i in vocab.items() if i < 50256} | {"<|endoftext|>": 50256}
+    tokenizer = json.loads((BASE_MODEL / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer["model"]["vocab"] = vocab
+    for token in tokenizer["added_tokens"]:
+        token["id"] = shifted(token["id"])
+    for special in tokenizer["post_processor"]["special_tokens"].values():
+        special["ids"] = [shifted(i) for i in special["ids"]]
+    added = json.loads((BASE_MODEL / "added_tokens.json").read_text(encoding="utf-8"))
+    (path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (path / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
+    (path / "added_tokens.json").write_text(json.dumps({t: shifted(i) for t, i in added.items()}), encoding="utf-8")
+    for name in ("merges.txt", "tokenizer_config.json", "special_tokens_map.json", "normalizer.json"):
         shutil.copy(BASE_MODEL / name, path / name)
     return path
 
