@@ -47,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "first batch of each size pays seconds to minutes, later ones run faster; for many "
                              "files, not one (default: off)")
     parser.add_argument("--language", default=None, metavar="CODE",
-                        help="language code or name, e.g. en (default: the checkpoint's, else en)")
+                        help="language code or name, e.g. en (default: the checkpoint's, else detected for each file, "
+                             "as transformers does; English-only .en models: en, and only en)")
     parser.add_argument("--task", default=None, choices=["transcribe", "translate"],
-                        help="default: the checkpoint's, else transcribe")
+                        help="default: the checkpoint's, else transcribe (English-only .en models: transcribe only)")
     parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
                         help="tokens per input at most (default: the checkpoint's max_length, at most what the decoder "
                              "holds after the prompt: 444 of 448 positions)")

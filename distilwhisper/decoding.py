@@ -51,34 +51,56 @@ class DecodingResult:
 
 
 @torch.inference_mode()
+def detect_language(model: Whisper, audio_features: Tensor, sot: int, language_tokens: list[int]) -> Tensor:
+    """Each sequence's likeliest language token, as transformers' generate() detects it when no language is
+    given: the logits after <|startoftranscript|> alone, every token but `language_tokens` masked (no
+    other logit rule), argmax.
+
+    One decoder step. It leaves the decoder's caches holding `audio_features`, so that greedy_decode(...,
+    caches_ready=True) can follow without computing the cross-attention keys and values again.
+    """
+    batch, device = audio_features.shape[0], audio_features.device
+    model.decoder.setup_caches(audio_features)
+    logits = model.decoder(torch.full((batch, 1), sot, device=device), torch.zeros(1, dtype=torch.long, device=device))
+    candidates = torch.tensor(sorted(language_tokens), device=device)  # ascending: ties go to the lowest id, as in argmax
+    return candidates[logits[:, -1, candidates].argmax(dim=-1)]
+
+
+@torch.inference_mode()
 def greedy_decode(
     model: Whisper,
     audio_features: Tensor,
-    prompt: list[int],
+    prompt: list[int] | list[list[int]],
     eot: int,
     rules: list,
     max_new_tokens: int,
     no_speech: int | None = None,
+    caches_ready: bool = False,
     decoder_step: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> DecodingResult:
     """Decode every sequence of the batch until it emits `eot` or `max_new_tokens` are generated.
 
-    The prompt must start with <|startoftranscript|>: the logits there give the no-speech probability.
-    `decoder_step(tokens, input_pos)` runs the decoder for the one-token steps after the prompt: `model.decoder`
-    by default, or its compiled twin (`compiled.compiled_steps`).
+    `prompt` is one prompt for the whole batch, or one per sequence, all of one length (each with the
+    language detected for it). It must start with <|startoftranscript|>: the logits there give the
+    no-speech probability. `caches_ready`: the decoder's caches already hold `audio_features`
+    (detect_language just filled them). `decoder_step(tokens, input_pos)` runs the decoder for the
+    one-token steps after the prompt: `model.decoder` by default, or its compiled twin
+    (`compiled.compiled_steps`).
     """
     decoder_step = model.decoder if decoder_step is None else decoder_step
     batch, device = audio_features.shape[0], audio_features.device
-    model.decoder.setup_caches(audio_features)
-    tokens = torch.tensor([prompt], device=device).expand(batch, -1)
-    prompt_logits = model.decoder(tokens, torch.arange(len(prompt), device=device))
+    if not caches_ready:
+        model.decoder.setup_caches(audio_features)
+    tokens = torch.tensor(prompt, device=device).expand(batch, -1)
+    prompt_length = tokens.shape[1]
+    prompt_logits = model.decoder(tokens, torch.arange(prompt_length, device=device))
     no_speech_probs = prompt_logits[:, 0].float().softmax(dim=-1)[:, no_speech] if no_speech is not None else None
     logits = prompt_logits[:, -1]
 
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     sum_logprobs = torch.zeros(batch, device=device)
     generated = torch.full((batch, max_new_tokens), eot, device=device)
-    positions = torch.arange(len(prompt), len(prompt) + max_new_tokens, device=device)  # sliced, never built per step
+    positions = torch.arange(prompt_length, prompt_length + max_new_tokens, device=device)  # sliced, never built per step
     check_every = END_CHECK_EVERY.get(device.type, 8)
     for step in range(max_new_tokens):
         logits = logits.float()

@@ -13,6 +13,7 @@ to come, they also shift each chunk's times.) The whole waveform is held in memo
 from the file, so memory stays bounded whatever the length, is a later step.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -127,14 +128,16 @@ def transcribe_long(
     prompt: list[int],
     max_new_tokens: int,
     no_speech_threshold: float | None,
-    language: str,
+    language: str | None,
     batch_size: int,
     chunk_length: float = DEFAULT_CHUNK_LENGTH,
 ):
     """One Transcription of 1-D 16 kHz `samples` of any length, chunked, decoded and stitched.
 
     Each chunk is decoded like a short input (`Transcriber.decode_batch`), silence rule included: a chunk
-    whose no-speech probability is above `no_speech_threshold` adds nothing. The result's `truncated` is
+    whose no-speech probability is above `no_speech_threshold` adds nothing. `language` None detects each
+    chunk's language, as the pipeline does (each of its generate() calls detects every chunk of its batch);
+    the result reports the language most chunks were decoded in. The result's `truncated` is
     set when any chunk hit `max_new_tokens`; `avg_logprob` is the mean of the chunks' and `no_speech_prob`
     the lowest of them (the file is silent only if every chunk is).
     """
@@ -149,7 +152,7 @@ def transcribe_long(
     return Transcription(
         text=transcriber.tokenizer.decode(tokens),
         tokens=tokens,
-        language=language,
+        language=Counter(d.language for d in decoded).most_common(1)[0][0],  # ties: the earliest chunk's
         avg_logprob=sum(d.avg_logprob for d in decoded) / len(decoded),
         no_speech_prob=min(d.no_speech_prob for d in decoded),
         truncated=any(d.truncated for d in decoded),

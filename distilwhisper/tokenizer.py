@@ -70,17 +70,19 @@ class Tokenizer:
         """"transcribe" or "translate" for those task tokens; None for any other token."""
         return {self.transcribe: "transcribe", self.translate: "translate"}.get(token)
 
-    def sot_sequence(self, language: str | None, task: str, timestamps: bool = False) -> list[int]:
-        """The decoder prompt: <|startoftranscript|> [<|xx|>] <|task|> [<|notimestamps|>].
+    def sot_sequence(self, language: str | None, task: str | None, timestamps: bool = False) -> list[int]:
+        """The decoder prompt: <|startoftranscript|> [<|xx|>] [<|task|>] [<|notimestamps|>].
 
-        language None leaves the language token out, as English-only checkpoints expect.
+        language and task None leave their tokens out: English-only checkpoints were trained without
+        either (<|startoftranscript|><|notimestamps|>, as openai/whisper and transformers prompt them).
         """
-        if task not in TASKS:
+        if task not in (*TASKS, None):
             raise DistilWhisperError(f"unknown task '{task}'; use 'transcribe' or 'translate'")
         tokens = [self.sot]
         if language is not None:
             tokens.append(self.language_token(language))
-        tokens.append(self.transcribe if task == "transcribe" else self.translate)
+        if task is not None:
+            tokens.append(self.transcribe if task == "transcribe" else self.translate)
         if not timestamps:
             tokens.append(self.no_timestamps)
         return tokens

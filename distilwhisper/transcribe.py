@@ -17,7 +17,7 @@ import torch
 
 from .audio import N_SAMPLES, decode_audio, load_audio, log_mel_spectrogram, pad_or_trim, resample
 from .compiled import Steps, compiled_steps, eager_steps
-from .decoding import SuppressAtBegin, SuppressTokens, greedy_decode
+from .decoding import SuppressAtBegin, SuppressTokens, detect_language, greedy_decode
 from .errors import DistilWhisperError, first_line
 from .languages import language_code
 from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples, transcribe_long
@@ -41,7 +41,7 @@ DTYPES = {
 class Transcription:
     text: str  # decoded exactly as the tokenizer does it: Whisper's leading space included
     tokens: list[int]  # the generated text tokens, no special tokens
-    language: str | None
+    language: str | None  # the language decoded in: the caller's, the checkpoint's, or the one detected
     avg_logprob: float  # mean log-probability of the generated tokens
     no_speech_prob: float  # the model's belief that there is no speech at all
     truncated: bool = False  # max_new_tokens, not the end token, ended the transcript: text may be missing
@@ -146,6 +146,8 @@ class Transcriber:
         self.tokenizer = tokenizer
         self.defaults = defaults
         self.rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+        # What detection chooses from: generation_config's lang_to_id, as in transformers, else every language token.
+        self.language_tokens = list(defaults.language_tokens) or [tokenizer.language_token(c) for c in tokenizer.language_codes]
         self.lock = threading.Lock()
 
     @property
@@ -156,22 +158,47 @@ class Transcriber:
     def dtype(self) -> torch.dtype:
         return self.model.decoder.embed_tokens.weight.dtype
 
-    def language_and_task(self, language: str | None, task: str | None) -> tuple[str, str]:
-        """The caller's language and task, else the checkpoint's, read in the order transformers' generate() reads them.
+    @property
+    def is_multilingual(self) -> bool:
+        """generation_config's `is_multilingual`, else the vocabulary: English-only (.en) checkpoints have 51864
+        tokens (<|endoftext|> = 50256), multilingual ones 51865 or more (openai/whisper's rule)."""
+        if self.defaults.is_multilingual is not None:
+            return self.defaults.is_multilingual
+        return self.model.dims.n_vocab >= 51865
+
+    def language_and_task(self, language: str | None, task: str | None) -> tuple[str | None, str | None]:
+        """The caller's language and task, else the checkpoint's, resolved as transformers' generate() resolves them.
 
         generation_config's `language`/`task` come first; only when it sets neither do its older
-        `forced_decoder_ids` speak. Without any of them: English transcription.
+        `forced_decoder_ids` speak. A language without a task is transcribed. Without a language from any
+        of them: None, each input's language is detected (`decode_batch`); and when nothing names a task
+        either, the prompt has no task token (None), as generate() builds it: <|startoftranscript|><|xx|>
+        <|notimestamps|>. English-only checkpoints transcribe English and nothing else.
         """
+        if not self.is_multilingual:
+            if (language is not None and language_code(language) != "en") or task not in (None, "transcribe"):
+                asked = f"language '{language}'" if task in (None, "transcribe") else f"task '{task}'"
+                raise DistilWhisperError(f"this checkpoint is English-only: it can only transcribe English, not {asked}")
+            return "en", "transcribe"
         language, task = language or self.defaults.language, task or self.defaults.task
         if language is None and task is None:
             for _, token in self.defaults.forced_decoder_ids:
                 language = self.tokenizer.language_of(token) or language
                 task = self.tokenizer.task_of(token) or task
-        return language_code(language or "en"), task or "transcribe"
+        elif task is None:
+            task = "transcribe"
+        return language_code(language) if language else None, task
 
     def prompt(self, language: str | None = None, task: str | None = None, max_new_tokens: int | None = None) -> list[int]:
-        """The decoder prompt, once the options are known to fit the checkpoint."""
-        prompt = self.tokenizer.sot_sequence(*self.language_and_task(language, task))
+        """The decoder prompt, once the options are known to fit the checkpoint: <|startoftranscript|>, the
+        language, the task, <|notimestamps|>; on English-only checkpoints, neither language nor task (they were
+        trained without). Where the language is left to detection, <|en|> holds its place (index 1), which
+        `decode_batch` gives each input's detected language."""
+        language, task = self.language_and_task(language, task)
+        if self.is_multilingual:
+            prompt = self.tokenizer.sot_sequence(language or "en", task)
+        else:
+            prompt = self.tokenizer.sot_sequence(None, None)
         if max_new_tokens is not None and not 1 <= max_new_tokens <= self.model.dims.n_text_ctx - len(prompt):
             raise DistilWhisperError(
                 f"max_new_tokens must be between 1 and {self.model.dims.n_text_ctx - len(prompt)} "
@@ -228,8 +255,10 @@ class Transcriber:
         of that on each side, decoded `batch_size` chunks at a time, and stitched where the overlaps agree: the
         transformers ASR pipeline's chunked algorithm (see `longform`). `max_new_tokens` then holds per chunk.
 
-        `language` and `task` default to the checkpoint's own (generation_config.json), else English
-        transcription. `max_new_tokens` defaults to what fits the decoder, as in transformers; a result
+        `language` and `task` default to the checkpoint's own (generation_config.json); without a language
+        there, each input's language is detected as transformers' generate() does (a long input's chunk by
+        chunk, as the pipeline does), and `Transcription.language` says which. English-only (.en) checkpoints
+        transcribe English only. `max_new_tokens` defaults to what fits the decoder, as in transformers; a result
         whose transcript that limit cut short has `truncated` set.
 
         An input whose no-speech probability is above `no_speech_threshold` is silence: empty text.
@@ -241,8 +270,8 @@ class Transcriber:
         if batch_size < 1:
             raise DistilWhisperError(f"batch_size must be at least 1, got {batch_size}")
         chunk_samples(chunk_length)  # a bad chunk_length fails before any work
-        language, task = self.language_and_task(language, task)
         prompt = self.prompt(language, task, max_new_tokens)
+        language = self.language_and_task(language, task)[0]  # None: detected input by input
         max_new_tokens = max_new_tokens or self.default_max_new_tokens(prompt)
         results = []
         for start in range(0, len(inputs), batch_size):
@@ -258,22 +287,32 @@ class Transcriber:
         return results if isinstance(audio, list) else results[0]
 
     def decode_batch(
-        self, waveforms: torch.Tensor, prompt: list[int], max_new_tokens: int, no_speech_threshold: float | None, language: str
+        self, waveforms: torch.Tensor, prompt: list[int], max_new_tokens: int, no_speech_threshold: float | None,
+        language: str | None,
     ) -> list[Transcription]:
-        """(batch, N_SAMPLES) samples -> one Transcription each."""
+        """(batch, N_SAMPLES) samples -> one Transcription each.
+
+        `language` None: each input's language is detected (one decoder step on the audio features) and
+        put in its prompt's language place, prompt[1].
+        """
         batch = len(waveforms)
         # Compiled steps have fixed batch sizes: fill the bucket with copies of the last input, decoded and dropped.
         waveforms = torch.cat([waveforms, waveforms[-1:].expand(self.steps.bucket(batch) - batch, -1)])
         with self.lock:
             mel = log_mel_spectrogram(waveforms.to(self.device), self.model.dims.n_mels)
             features = self.steps.encoder(mel.to(self.dtype))
+            prompts, languages = [prompt] * len(waveforms), [language] * batch
+            if language is None:
+                detected = detect_language(self.model, features, self.tokenizer.sot, self.language_tokens).tolist()
+                prompts = [[prompt[0], token, *prompt[2:]] for token in detected]
+                languages = [self.tokenizer.language_of(token) for token in detected[:batch]]
             decoded = greedy_decode(
-                self.model, features, prompt, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech,
-                decoder_step=self.steps.decoder,
+                self.model, features, prompts, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech,
+                caches_ready=language is None, decoder_step=self.steps.decoder,
             )
         results = []
-        for tokens, avg_logprob, no_speech_prob, truncated in zip(
-            decoded.tokens[:batch], decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated
+        for language, tokens, avg_logprob, no_speech_prob, truncated in zip(
+            languages, decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated
         ):
             if no_speech_threshold is not None and no_speech_prob > no_speech_threshold:
                 tokens, truncated = [], False

@@ -76,6 +76,8 @@ class GenerationDefaults:
     task: str | None = None
     forced_decoder_ids: tuple[tuple[int, int | None], ...] = ()
     max_length: int | None = None  # decoder positions generate() fills by default, prompt included
+    is_multilingual: bool | None = None  # False for English-only (.en) checkpoints; older configs lack it
+    language_tokens: tuple[int, ...] = ()  # lang_to_id's ids: the languages detection chooses from
 
 
 def resolve_model_dir(
@@ -139,6 +141,8 @@ def load_generation_defaults(model_dir: Path) -> GenerationDefaults:
         task=config.get("task"),
         forced_decoder_ids=tuple((position, token) for position, token in config.get("forced_decoder_ids") or ()),
         max_length=config.get("max_length"),
+        is_multilingual=config.get("is_multilingual"),
+        language_tokens=tuple(sorted((config.get("lang_to_id") or {}).values())),
     )
 
 

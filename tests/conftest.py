@@ -69,3 +69,30 @@ def add_base_tokenizer(path: Path) -> Path:
     for name in ("tokenizer.json", "vocab.json"):
         shutil.copy(BASE_MODEL / name, path / name)
     return path
+
+
+def add_english_tokenizer(path: Path) -> Path:
+    """Tokenizer files shaped as the .en checkpoints' (transformers' converter on GPT-2's vocabulary), made
+    from whisper-base's: its 50256 merged tokens (its id 50256 is an empty placeholder, which GPT-2 lacks),
+    then <|endoftext|> = 50256 and every special token one id lower, the languages included. vocab.json
+    holds <|endoftext|> too, as GPT-2's does; tokenizer_config.json and friends let transformers load them."""
+    import json
+
+    def shifted(token_id: int) -> int:
+        return token_id - 1 if token_id > 50256 else token_id
+
+    vocab = json.loads((BASE_MODEL / "vocab.json").read_text(encoding="utf-8"))
+    vocab = {token: i for token, i in vocab.items() if i < 50256} | {"<|endoftext|>": 50256}
+    tokenizer = json.loads((BASE_MODEL / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer["model"]["vocab"] = vocab
+    for token in tokenizer["added_tokens"]:
+        token["id"] = shifted(token["id"])
+    for special in tokenizer["post_processor"]["special_tokens"].values():
+        special["ids"] = [shifted(i) for i in special["ids"]]
+    added = json.loads((BASE_MODEL / "added_tokens.json").read_text(encoding="utf-8"))
+    (path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (path / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
+    (path / "added_tokens.json").write_text(json.dumps({t: shifted(i) for t, i in added.items()}), encoding="utf-8")
+    for name in ("merges.txt", "tokenizer_config.json", "special_tokens_map.json", "normalizer.json"):
+        shutil.copy(BASE_MODEL / name, path / name)
+    return path

@@ -61,6 +61,7 @@ def tuned_checkpoint(tmp_path_factory):
 FR, DE, TRANSLATE, TRANSCRIBE, NO_TIMESTAMPS = 50265, 50261, 50358, 50359, 50363
 CASES = {  # generation_config fields, the caller's arguments
     "forced-ids": ({"forced_decoder_ids": [[1, FR], [2, TRANSLATE], [3, NO_TIMESTAMPS]]}, {}),
+    "forced-language-alone-gets-no-task-token": ({"forced_decoder_ids": [[1, FR]]}, {}),
     "language-and-task-names": ({"language": "german", "task": "translate"}, {}),
     "language-beats-forced-ids": ({"language": "de", "forced_decoder_ids": [[1, FR], [2, TRANSLATE]]}, {}),
     "caller-beats-checkpoint": ({"forced_decoder_ids": [[1, FR], [2, TRANSLATE]]}, {"language": "en"}),

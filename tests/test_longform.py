@@ -260,6 +260,30 @@ def test_random_weights_text_equals_the_pipeline(random_checkpoint, length):
     assert got.text == expected
 
 
+def test_without_a_language_each_chunk_is_detected_as_the_pipeline_does(random_checkpoint, monkeypatch):
+    """The pipeline calls generate() on each batch of chunks, and generate() detects every input of a batch:
+    chunks are decoded in their own languages, not in one per file. 40 s of noise, a tone and clicks, which
+    random weights hear as different languages: the text equals the pipeline's (default language), and the
+    result reports the language most chunks were decoded in."""
+    from distilwhisper.transcribe import Transcriber
+
+    rng, seconds = np.random.default_rng(8), np.arange(40 * SAMPLE_RATE) / SAMPLE_RATE
+    samples = np.select([seconds < 12.5, seconds < 27.5],
+                        [rng.standard_normal(len(seconds)) * 0.1, np.sin(2 * np.pi * 200 * seconds) * 0.3],
+                        (rng.random(len(seconds)) < 0.001) * 0.9).astype(np.float32)  # fmt: skip
+    expected = asr_pipeline(random_checkpoint)(
+        {"raw": samples, "sampling_rate": SAMPLE_RATE}, generate_kwargs={"num_beams": 1, "max_new_tokens": 20})["text"]
+
+    chunk_languages, real_decode = [], Transcriber.decode_batch
+    monkeypatch.setattr(Transcriber, "decode_batch", lambda self, *args: [
+        chunk_languages.append(r.language) or r for r in real_decode(self, *args)])  # fmt: skip
+    got = load_model(random_checkpoint, device="cpu").transcribe(samples, max_new_tokens=20, batch_size=4,
+                                                                  no_speech_threshold=None)  # fmt: skip
+    assert got.text == expected
+    assert len(chunk_languages) == 4 and len(set(chunk_languages)) > 1
+    assert got.language == max(chunk_languages, key=chunk_languages.count)
+
+
 def test_chunks_are_decoded_batch_size_at_a_time_and_truncated_when_any_chunk_was(random_checkpoint, monkeypatch):
     """40 s is 4 chunks: decoded 3 then 1. When one chunk (only) ran out of max_new_tokens, the result is truncated."""
     from distilwhisper.transcribe import Transcriber
