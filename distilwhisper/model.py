@@ -213,8 +213,9 @@ class Decoder(nn.Module):
             mask = mask[:, None]  # (batch, 1, time, positions): one mask per row, shared by its heads
         for layer in self.layers:
             x = layer(x, input_pos, mask)
-        output = self.embed_tokens if self.proj_out is None else self.proj_out
-        return self.layer_norm(x) @ output.weight.T
+        x = self.layer_norm(x)
+        # proj_out called as a module, so that a quantised copy of it (the int8 self-draft) runs as well.
+        return x @ self.embed_tokens.weight.T if self.proj_out is None else self.proj_out(x)
 
 
 def _fits(cache: KVCache | None, batch: int, dtype: torch.dtype, device, positions: int | None = None) -> bool:

@@ -12,13 +12,16 @@ writes overwrite the rejected entries, and the causal mask keeps a query from re
 own position in the meantime.
 """
 
+import os
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .decoding import DecodingResult
+from .errors import DistilWhisperError
 from .model import Decoder, Encoder, Whisper
+from .weights import encoder_equals, load_decoder, load_dims, load_whisper, resolve_model_dir
 
 START_DRAFT_TOKENS = 5  # k of the first round; it then adapts
 MAX_DRAFT_TOKENS = 16  # a longer draft costs a longer verify pass and an ever smaller chance of all holding
@@ -177,3 +180,31 @@ def propose(
         if j + 1 < k:
             logits = draft(token, position.clamp(max=n_ctx - 1))
     return proposals
+
+
+def load_assistant(
+    name_or_path: str | os.PathLike, main: Whisper, cache_dir: str | os.PathLike | None = None, revision: str | None = None
+) -> Assistant:
+    """The draft model for `main`, on its device in its dtype: a checkpoint folder or hub id of a whole Whisper,
+    or of a decoder alone (transformers' WhisperForCausalLM). An encoder equal to `main`'s, checked once
+    here tensor by tensor, is not loaded: `main`'s encoder output feeds the draft decoder too."""
+    device, dtype = main.decoder.embed_tokens.weight.device, main.decoder.embed_tokens.weight.dtype
+    model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
+    dims = load_dims(model_dir)
+    if dims.n_vocab != main.dims.n_vocab or dims.n_text_ctx < main.dims.n_text_ctx:
+        raise DistilWhisperError(
+            f"assistant {name_or_path} does not fit the model: its vocabulary ({dims.n_vocab}) must be the model's "
+            f"({main.dims.n_vocab}) and it must hold at least {main.dims.n_text_ctx} decoder positions ({dims.n_text_ctx})"
+        )
+    shared = encoder_equals(model_dir, main.encoder)
+    if shared is False:
+        if dims.n_mels != main.dims.n_mels:
+            raise DistilWhisperError(f"assistant {name_or_path} reads {dims.n_mels} mel bins, the model {main.dims.n_mels}")
+        own = load_whisper(model_dir, dtype, device)
+        return Assistant(own.decoder, own.encoder)
+    if (dims.d_model, dims.n_audio_ctx) != (main.dims.d_model, main.dims.n_audio_ctx):
+        raise DistilWhisperError(
+            f"assistant {name_or_path} has no encoder of its own and cannot read the model's: it needs "
+            f"{dims.n_audio_ctx} audio positions of width {dims.d_model}, the model gives {main.dims.n_audio_ctx} of {main.dims.d_model}"
+        )
+    return Assistant(load_decoder(model_dir, dtype, device))
