@@ -21,10 +21,11 @@ from torch import Tensor
 from .decoding import DecodingResult
 from .errors import DistilWhisperError
 from .model import Decoder, Encoder, Whisper
-from .weights import encoder_equals, load_decoder, load_dims, load_whisper, resolve_model_dir
+from .weights import encoder_equals, int8_decoder, load_decoder, load_dims, load_whisper, resolve_model_dir
 
 START_DRAFT_TOKENS = 5  # k of the first round; it then adapts
 MAX_DRAFT_TOKENS = 16  # a longer draft costs a longer verify pass and an ever smaller chance of all holding
+SELF_DRAFT = "int8"  # the assistant that always exists: the main decoder itself, int8 (CPU, float32 models)
 
 
 @dataclass
@@ -86,7 +87,7 @@ def speculative_decode(
     model.decoder.setup_caches(audio_features)
     assistant.decoder.setup_caches(draft_features)
     # The prompt and every token so far, index = position; room past the end for the last round's proposals.
-    sequence = torch.full((batch, n_prompt + max_new_tokens + MAX_DRAFT_TOKENS + 2), eot, device=device)
+    sequence = torch.full((batch, n_prompt + max_new_tokens + max(draft_tokens, MAX_DRAFT_TOKENS) + 2), eot, device=device)
     sequence[:, :n_prompt] = torch.tensor(prompt, device=device)
     prompt_positions = torch.arange(n_prompt, device=device)
     logits = model.decoder(sequence[:, :n_prompt], prompt_positions)
@@ -117,10 +118,9 @@ def speculative_decode(
         targets = choose(rules, logits, sequence, n_prompt, active)
         logprobs = log_probs(logits, targets).tolist()
         agree = (proposals == targets[:, :k_now]).cumprod(dim=1).sum(dim=1).tolist()
-        is_eot = targets == eot
-        first_eot = torch.where(is_eot.any(dim=1), is_eot.int().argmax(dim=1), k_now + 1).tolist()
-        draft_eot = (proposals == eot).int().argmax(dim=1) if k_now else torch.zeros(batch, dtype=torch.long)
-        draft_stop = torch.where((proposals == eot).any(dim=1), draft_eot + 1, k_now).tolist() if k_now else [0] * batch
+        # Tokens before the first end token (all of them if none), of the main model's choices and of the draft's.
+        first_eot = ((targets == eot).cumsum(dim=1) == 0).sum(dim=1).tolist()
+        draft_eot = ((proposals == eot).cumsum(dim=1) == 0).sum(dim=1).tolist()
 
         all_accepted = True
         for b, n in active.items():
@@ -131,7 +131,7 @@ def speculative_decode(
             lengths[b] = n + count
             ended[b] = first_eot[b] < count
             # Proposals past the draft's own end token or past max_new_tokens were never candidates.
-            offered = min(k_now, draft_stop[b], max_new_tokens - n)
+            offered = min(k_now, draft_eot[b] + 1, max_new_tokens - n)
             proposed[b] += offered
             accepted[b] += min(agree[b], offered)
             all_accepted &= agree[b] >= offered
@@ -187,8 +187,13 @@ def load_assistant(
 ) -> Assistant:
     """The draft model for `main`, on its device in its dtype: a checkpoint folder or hub id of a whole Whisper,
     or of a decoder alone (transformers' WhisperForCausalLM). An encoder equal to `main`'s, checked once
-    here tensor by tensor, is not loaded: `main`'s encoder output feeds the draft decoder too."""
+    here tensor by tensor, is not loaded: `main`'s encoder output feeds the draft decoder too.
+    "int8" (SELF_DRAFT) is `main`'s own decoder with int8 weights, for a float32 model on the CPU."""
     device, dtype = main.decoder.embed_tokens.weight.device, main.decoder.embed_tokens.weight.dtype
+    if str(name_or_path) == SELF_DRAFT:
+        if (device.type, dtype) != ("cpu", torch.float32):
+            raise DistilWhisperError(f"the {SELF_DRAFT} self-draft runs on the CPU in float32, not {device.type} {str(dtype)[6:]}")
+        return Assistant(int8_decoder(main.decoder))
     model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
     dims = load_dims(model_dir)
     if dims.n_vocab != main.dims.n_vocab or dims.n_text_ctx < main.dims.n_text_ctx:

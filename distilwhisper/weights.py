@@ -7,6 +7,7 @@ needs must be there with its shape, and nothing else may be.
 
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -282,13 +283,16 @@ def _row_major_state(module: torch.nn.Module, state_dict: dict, prefix: str, loc
 def int8_decoder(decoder: Decoder) -> Decoder:
     """A copy of `decoder` whose matmul weights are int8 (torch's dynamic quantisation, CPU only: int8 weights
     per tensor, activations quantised on the fly): the self-draft of speculative decoding. A tied output
-    projection gets its own int8 copy of the token embedding; the embedding lookup stays as it is."""
+    projection gets its own int8 copy of the token embedding; the embedding tables themselves are shared."""
     import copy
 
     from torch.ao.quantization import quantize_dynamic
 
-    draft = copy.deepcopy(decoder)
+    shared = [decoder.embed_tokens.weight, decoder.embed_positions.weight]
+    draft = copy.deepcopy(decoder, memo={id(t): t for t in shared})
     if draft.proj_out is None:
         draft.proj_out = torch.nn.Linear(*draft.embed_tokens.weight.shape[::-1], bias=False, device="meta")
         draft.proj_out.weight = draft.embed_tokens.weight
-    return quantize_dynamic(draft, {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # torch announces that its quantised tensors will go: nothing the user can act on
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_dynamic(draft, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
