@@ -41,15 +41,21 @@ from distilwhisper.weights import int8_decoder, load_generation_defaults, load_w
 PARTS = ["cost", "controlled", "self-draft"]
 PROMPT = [50258, 50259, 50359, 50363]
 EOT, NO_SPEECH = 50257, 50362
-LARGE_V2 = dict(n_mels=80, n_audio_ctx=1500, n_text_ctx=448, n_vocab=51865, d_model=1280, encoder_layers=32,
-                encoder_heads=20, encoder_ffn=5120, decoder_layers=32, decoder_heads=20, decoder_ffn=5120)  # fmt: skip
+# Main models with random weights; the draft is always 2 of their decoder layers over the same encoder.
+RANDOM_DIMS = {
+    "large-v2": dict(n_mels=80, n_audio_ctx=1500, n_text_ctx=448, n_vocab=51865, d_model=1280, encoder_layers=32,
+                     encoder_heads=20, encoder_ffn=5120, decoder_layers=32, decoder_heads=20, decoder_ffn=5120),
+    "tiny": dict(n_mels=80, n_audio_ctx=1500, n_text_ctx=448, n_vocab=51865, d_model=64, encoder_layers=1,
+                 encoder_heads=4, encoder_ffn=128, decoder_layers=4, decoder_heads=4, decoder_ffn=128),  # a smoke test
+}  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(SHARED / "models" / "whisper-base"))
-    parser.add_argument("--random-dims", choices=["large-v2"], default=None,
-                        help="random weights of these dims as the main model, a 2-layer decoder (distil-large-v2) as the draft")
+    parser.add_argument("--random-dims", choices=sorted(RANDOM_DIMS), default=None,
+                        help="random weights of these dims as the main model, 2 of its decoder layers over its encoder "
+                             "as the draft (for large-v2: distil-large-v2's dims)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--audio", nargs="+", default=sorted(map(str, (SHARED / "audio" / "short").glob("*.wav")))[::9])
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
@@ -92,7 +98,7 @@ def student_of(model: Whisper, layers: tuple[int, ...] = (0, -1)) -> Decoder:
 
 def random_models(name: str, device, dtype, seed: int) -> tuple[Whisper, Decoder]:
     torch.manual_seed(seed)
-    dims = ModelDims(**LARGE_V2)
+    dims = ModelDims(**RANDOM_DIMS[name])
     with torch.device(device):
         model = Whisper(dims).to(dtype).eval().requires_grad_(False)
     return model, student_of(model)  # distil-large-v2: the teacher's encoder, 2 decoder layers

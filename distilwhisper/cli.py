@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     parser.add_argument("--assistant", default=None, metavar="NAME_OR_PATH",
                         help="a draft model for speculative decoding (a checkpoint folder or hub repo id, e.g. "
-                             "distil-whisper/distil-large-v2 for --model large-v2): the same text, sooner when the "
-                             "draft is often right (default: none)")
+                             "distil-whisper/distil-large-v2 for --model large-v2, or int8: the model's own decoder "
+                             "with int8 weights, CPU and float32 only): the same text, sooner when the draft is often "
+                             "right and cheap (default: none)")
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when available, else the CPU), cpu, cuda, cuda:1... (default: %(default)s)")
     parser.add_argument("--dtype", default=None, choices=sorted(DTYPES),
