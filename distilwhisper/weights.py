@@ -293,6 +293,8 @@ def int8_decoder(decoder: Decoder) -> Decoder:
     if draft.proj_out is None:
         draft.proj_out = torch.nn.Linear(*draft.embed_tokens.weight.shape[::-1], bias=False, device="meta")
         draft.proj_out.weight = draft.embed_tokens.weight
-    with warnings.catch_warnings():  # torch announces that its quantised tensors will go: nothing the user can act on
-        warnings.simplefilter("ignore", UserWarning)
+    # torch announces that torch.ao quantisation moves to torchao and its quantised tensors will go: nothing a
+    # user can act on (bench/speculative.py shows whether this draft pays at all).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         return quantize_dynamic(draft, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
