@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME_OR_PATH",
                         help=f"a name ({', '.join(MODEL_NAMES)}), a checkpoint folder or a hub repo id "
                              "(default: %(default)s)")
+    parser.add_argument("--assistant", default=None, metavar="NAME_OR_PATH",
+                        help="a draft model for speculative decoding (a checkpoint folder or hub repo id, e.g. "
+                             "distil-whisper/distil-large-v2 for --model large-v2, or int8: the model's own decoder "
+                             "with int8 weights, CPU and float32 only): the same text, sooner when the draft is often "
+                             "right and cheap (default: none)")
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when available, else the CPU), cpu, cuda, cuda:1... (default: %(default)s)")
     parser.add_argument("--dtype", default=None, choices=sorted(DTYPES),
@@ -61,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "a sixth of it on each side, stitched where the overlaps agree (default: %(default)s)")
     parser.add_argument("--output-format", default="txt", choices=["txt", "json"],
                         help="txt: the text; json: an object with file and Transcription.to_dict()'s fields: text, "
-                             "tokens, language, avg_logprob, no_speech_prob, truncated (default: %(default)s)")
+                             "tokens, language, avg_logprob, no_speech_prob, truncated, acceptance_rate (default: %(default)s)")
     parser.add_argument("--output-dir", default=None, metavar="DIR",
                         help="write DIR/<name>.txt|json for each input (default: print one line per input)")
     # grep's convention (-H/-h): printed lines name their file when there are several inputs.
@@ -219,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
             fail(f"cannot create output folder {args.output_dir}: {e.strerror or e}")
             return 2
     try:
-        transcriber = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
+        transcriber = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile, assistant=args.assistant)
         transcriber.prompt(args.language, args.task, args.max_new_tokens)  # bad options fail before any work
     except Exception as e:  # noqa: BLE001 - a model that does not load or fit is one line, not a traceback
         fail(describe(e))

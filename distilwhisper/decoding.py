@@ -48,6 +48,7 @@ class DecodingResult:
     avg_logprobs: list[float]  # mean log-probability of those tokens and the end token
     no_speech_probs: list[float]  # probability of <|nospeech|> right after <|startoftranscript|>
     truncated: list[bool]  # max_new_tokens, not the end token, stopped the sequence
+    acceptance_rates: list[float | None] | None = None  # speculative decoding: accepted / proposed draft tokens
 
 
 @torch.inference_mode()

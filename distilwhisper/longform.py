@@ -156,4 +156,9 @@ def transcribe_long(
         avg_logprob=sum(d.avg_logprob for d in decoded) / len(decoded),
         no_speech_prob=min(d.no_speech_prob for d in decoded),
         truncated=any(d.truncated for d in decoded),
+        acceptance_rate=mean([d.acceptance_rate for d in decoded if d.acceptance_rate is not None]),
     )
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None

@@ -76,8 +76,13 @@ class KVCache(nn.Module):
             self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
     def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        self.k[:, :, input_pos] = k
-        self.v[:, :, input_pos] = v
+        if input_pos.ndim == 1:  # (time,): every row at the same positions
+            self.k[:, :, input_pos] = k
+            self.v[:, :, input_pos] = v
+        else:  # (batch, time): each row at its own positions, as speculative decoding advances them
+            rows = torch.arange(k.shape[0], device=k.device)[:, None]
+            self.k[rows, :, input_pos] = k.transpose(1, 2)
+            self.v[rows, :, input_pos] = v.transpose(1, 2)
         return self.k, self.v
 
 
@@ -196,16 +201,21 @@ class Decoder(nn.Module):
             layer.cross_cache.v.copy_(v)
 
     def forward(self, tokens: Tensor, input_pos: Tensor) -> Tensor:
-        """(batch, time) tokens at positions `input_pos` (time,) -> (batch, time, n_vocab) logits.
+        """(batch, time) tokens at positions `input_pos` -> (batch, time, n_vocab) logits.
 
-        Positions before `input_pos` must already be in the cache (earlier calls since `setup_caches`).
+        `input_pos` is (time,) for the whole batch, or (batch, time) when each row is at its own positions.
+        Positions before `input_pos` must already be in the cache (earlier calls since `setup_caches`); the
+        causal mask hides every later position, so what a row wrote there before (a rejected draft) is never read.
         """
         x = self.embed_tokens(tokens) + self.embed_positions(input_pos)
         mask = self.causal_mask[input_pos]
+        if input_pos.ndim == 2:
+            mask = mask[:, None]  # (batch, 1, time, positions): one mask per row, shared by its heads
         for layer in self.layers:
             x = layer(x, input_pos, mask)
-        output = self.embed_tokens if self.proj_out is None else self.proj_out
-        return self.layer_norm(x) @ output.weight.T
+        x = self.layer_norm(x)
+        # proj_out called as a module, so that a quantised copy of it (the int8 self-draft) runs as well.
+        return x @ self.embed_tokens.weight.T if self.proj_out is None else self.proj_out(x)
 
 
 def _fits(cache: KVCache | None, batch: int, dtype: torch.dtype, device, positions: int | None = None) -> bool:

@@ -22,6 +22,7 @@ from .errors import DistilWhisperError, first_line
 from .languages import language_code
 from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples, transcribe_long
 from .model import Whisper
+from .speculative import Assistant, load_assistant, speculative_decode
 from .tokenizer import Tokenizer, load_tokenizer
 from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
 
@@ -45,6 +46,9 @@ class Transcription:
     avg_logprob: float  # mean log-probability of the generated tokens
     no_speech_prob: float  # the model's belief that there is no speech at all
     truncated: bool = False  # max_new_tokens, not the end token, ended the transcript: text may be missing
+    # With an assistant (speculative decoding): accepted draft tokens / proposed ones (for long audio, the mean
+    # over its chunks); None without one, or when it proposed nothing.
+    acceptance_rate: float | None = None
 
     def to_dict(self) -> dict:
         """The fields as plain JSON types: what the CLI's JSON output holds, besides "file"."""
@@ -140,9 +144,17 @@ class Transcriber:
     `steps` run the encoder and the decoder step: the model's own (eager) by default, or `compiled_steps(model)`.
     """
 
-    def __init__(self, model: Whisper, tokenizer: Tokenizer, defaults: GenerationDefaults, steps: Steps | None = None):
+    def __init__(
+        self,
+        model: Whisper,
+        tokenizer: Tokenizer,
+        defaults: GenerationDefaults,
+        steps: Steps | None = None,
+        assistant: Assistant | None = None,
+    ):
         self.model = model
         self.steps = steps or eager_steps(model)
+        self.assistant = assistant  # a draft model: decoding is then speculative, with the same result
         self.tokenizer = tokenizer
         self.defaults = defaults
         self.rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
@@ -299,26 +311,31 @@ class Transcriber:
         # Compiled steps have fixed batch sizes: fill the bucket with copies of the last input, decoded and dropped.
         waveforms = torch.cat([waveforms, waveforms[-1:].expand(self.steps.bucket(batch) - batch, -1)])
         with self.lock:
-            mel = log_mel_spectrogram(waveforms.to(self.device), self.model.dims.n_mels)
-            features = self.steps.encoder(mel.to(self.dtype))
+            mel = log_mel_spectrogram(waveforms.to(self.device), self.model.dims.n_mels).to(self.dtype)
+            features = self.steps.encoder(mel)
             prompts, languages = [prompt] * len(waveforms), [language] * batch
             if language is None:
                 detected = detect_language(self.model, features, self.tokenizer.sot, self.language_tokens).tolist()
                 prompts = [[prompt[0], token, *prompt[2:]] for token in detected]
                 languages = [self.tokenizer.language_of(token) for token in detected[:batch]]
-            decoded = greedy_decode(
-                self.model, features, prompts, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech,
-                caches_ready=language is None, decoder_step=self.steps.decoder,
-            )
+            options = (prompts, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech)
+            if self.assistant is None:
+                decoded = greedy_decode(
+                    self.model, features, *options, caches_ready=language is None, decoder_step=self.steps.decoder
+                )
+            else:
+                draft_features = self.assistant.features(mel, features)
+                decoded = speculative_decode(self.model, self.assistant, features, draft_features, *options)
         results = []
-        for language, tokens, avg_logprob, no_speech_prob, truncated in zip(
-            languages, decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated
+        rates = decoded.acceptance_rates or [None] * len(decoded.tokens)
+        for language, tokens, avg_logprob, no_speech_prob, truncated, rate in zip(
+            languages, decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated, rates
         ):
             if no_speech_threshold is not None and no_speech_prob > no_speech_threshold:
                 tokens, truncated = [], False
             text_tokens = [t for t in tokens if t < self.tokenizer.eot]
             text = self.tokenizer.decode(text_tokens)
-            results.append(Transcription(text, text_tokens, language, avg_logprob, no_speech_prob, truncated))
+            results.append(Transcription(text, text_tokens, language, avg_logprob, no_speech_prob, truncated, rate))
         return results
 
 
@@ -370,15 +387,20 @@ def load_model(
     cache_dir: str | os.PathLike | None = None,
     revision: str | None = None,
     compile: bool = False,
+    assistant: str | os.PathLike | None = None,
 ) -> Transcriber:
     """A checkpoint folder or a hub repo id (e.g. "distil-whisper/distil-large-v2"), ready to transcribe.
 
     `compile=True` compiles the encoder and the decoder step (torch.compile; CUDA graphs on a GPU): each batch
     size bucket (1, 2, 4, 8...) pays a compilation on first use, then runs faster (the README says when it pays).
+    `assistant` (a checkpoint folder or hub id, e.g. distil-large-v2 for whisper-large-v2) makes decoding
+    speculative: the assistant's decoder drafts, this model verifies, and the result is this model's own
+    greedy output, sooner. An assistant whose encoder equals this model's is loaded without it.
     """
     device, dtype = resolve_device_dtype(device, dtype)
     model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
     model = load_whisper(model_dir, dtype=dtype, device=device)
     steps = compiled_steps(model) if compile else None
-    return Transcriber(model, load_tokenizer(model_dir), load_generation_defaults(model_dir), steps)
+    draft = None if assistant is None else load_assistant(assistant, model, cache_dir=cache_dir)
+    return Transcriber(model, load_tokenizer(model_dir), load_generation_defaults(model_dir), steps, draft)
 

@@ -7,6 +7,8 @@ needs must be there with its shape, and nothing else may be.
 
 import json
 import os
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from .errors import DistilWhisperError, first_line
-from .model import ModelDims, Whisper
+from .model import Decoder, Encoder, ModelDims, Whisper
 
 # What a transcription needs from a hub repository; nothing else is downloaded.
 CHECKPOINT_FILES = [
@@ -55,6 +57,7 @@ MODEL_NAMES = {
 # Checkpoint keys are our parameter names behind "model.", except the output projection, which sits at the
 # checkpoint's top level and in our decoder (it produces the decoder's logits).
 PREFIX = "model."
+ENCODER, DECODER = "encoder.", "decoder."  # our names of the two halves
 OUTPUT_PROJECTION = {"proj_out.weight": "decoder.proj_out.weight"}
 # Weights that multiply activations (x @ W.T). On the CPU they are stored transposed in memory (same
 # shape, column-major strides): MKL's one-token GEMV then streams W.T row by row, about twice as fast
@@ -160,18 +163,22 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
     raise DistilWhisperError(f"{model_dir} has no model.safetensors (nor model.safetensors.index.json)")
 
 
-def read_tensors(files: list[Path], dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
-    """Every tensor in the files, keyed by our parameter names, cast to `dtype` on `device`."""
-    tensors = {}
+def stored_tensors(files: list[Path], wanted=lambda name: True) -> Iterator[tuple[str, torch.Tensor]]:
+    """(our parameter name, tensor as stored) for each tensor of the files whose name is `wanted`, one at a time."""
     for file in files:
         try:
             with safe_open(file, framework="pt", device="cpu") as f:
                 for key in f.keys():
                     name = OUTPUT_PROJECTION.get(key, key.removeprefix(PREFIX))
-                    tensors[name] = _place(f.get_tensor(key), dtype, device, name.endswith(MATMUL_WEIGHTS))
+                    if wanted(name):
+                        yield name, f.get_tensor(key)
         except (SafetensorError, OSError) as e:
             raise DistilWhisperError(f"cannot read {file}: {e}") from None
-    return tensors
+
+
+def read_tensors(files: list[Path], dtype: torch.dtype, device: torch.device, wanted=lambda name: True) -> dict[str, torch.Tensor]:
+    """Every (`wanted`) tensor in the files, keyed by our parameter names, cast to `dtype` on `device`."""
+    return {name: _place(t, dtype, device, name.endswith(MATMUL_WEIGHTS)) for name, t in stored_tensors(files, wanted)}
 
 
 def checkpoint_key(name: str) -> str:
@@ -203,9 +210,12 @@ def untie_if_needed(dims: ModelDims, tensors: dict[str, torch.Tensor]) -> ModelD
     return replace(dims, tie_word_embeddings=False)
 
 
-def check_tensors(model: Whisper, tensors: dict[str, torch.Tensor], source: Path) -> None:
-    """Name the first offending key: missing, unexpected, of the wrong shape, or holding NaN/inf."""
-    expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+def check_tensors(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path, prefix: str = "") -> None:
+    """Name the first offending key: missing, unexpected, of the wrong shape, or holding NaN/inf.
+
+    `tensors` are keyed by our names, which are `module`'s own behind `prefix` ("decoder." for a Decoder).
+    """
+    expected = {prefix + name: tuple(p.shape) for name, p in module.state_dict().items()}
     missing = sorted(expected.keys() - tensors.keys())
     if missing:
         raise DistilWhisperError(f"{source}: missing tensor {checkpoint_key(missing[0])} ({len(missing)} missing in all)")
@@ -232,12 +242,63 @@ def load_whisper(
     dims = untie_if_needed(dims, tensors)
     with torch.device("meta"):
         model = Whisper(dims)
-    check_tensors(model, tensors, model_dir)
-    model.load_state_dict(tensors, strict=True, assign=True)
-    model.register_state_dict_post_hook(_row_major_state)
-    return model.eval().requires_grad_(False)
+    return _fill(model, tensors, model_dir)
+
+
+def load_decoder(
+    model_dir: str | os.PathLike, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> Decoder:
+    """Only the decoder of a checkpoint: of a whole Whisper (its encoder's tensors are not even read), or of a
+    decoder alone, as transformers' WhisperForCausalLM saves one (`model.decoder.*`, `proj_out.weight`)."""
+    model_dir = Path(model_dir)
+    dims = load_dims(model_dir)
+    tensors = read_tensors(checkpoint_files(model_dir), dtype, torch.device(device), lambda name: not name.startswith(ENCODER))
+    dims = untie_if_needed(dims, tensors)
+    with torch.device("meta"):
+        decoder = Decoder(dims)
+    return _fill(decoder, tensors, model_dir, DECODER)
+
+
+
+def encoder_equals(model_dir: str | os.PathLike, encoder: Encoder) -> bool | None:
+    """Whether the checkpoint's encoder holds exactly `encoder`'s weights (compared in `encoder`'s dtype); None
+    when the checkpoint has no encoder. Reads one tensor at a time, so no second encoder is ever in memory."""
+    ours, seen = encoder.state_dict(), 0
+    for name, stored in stored_tensors(checkpoint_files(Path(model_dir)), lambda name: name.startswith(ENCODER)):
+        mine = ours.get(name.removeprefix(ENCODER))
+        if mine is None or mine.shape != stored.shape or not torch.equal(stored.to(mine.device, mine.dtype), mine):
+            return False
+        seen += 1
+    return None if seen == 0 else seen == len(ours)
+
+
+def _fill(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path, prefix: str = ""):
+    check_tensors(module, tensors, source, prefix)
+    module.load_state_dict({name.removeprefix(prefix): t for name, t in tensors.items()}, strict=True, assign=True)
+    module.register_state_dict_post_hook(_row_major_state)
+    return module.eval().requires_grad_(False)
 
 
 def _row_major_state(module: torch.nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
     for name, tensor in state_dict.items():
         state_dict[name] = tensor.contiguous()
+
+
+def int8_decoder(decoder: Decoder) -> Decoder:
+    """A copy of `decoder` whose matmul weights are int8 (torch's dynamic quantisation, CPU only: int8 weights
+    per tensor, activations quantised on the fly): the self-draft of speculative decoding. A tied output
+    projection gets its own int8 copy of the token embedding; the embedding tables themselves are shared."""
+    import copy
+
+    from torch.ao.quantization import quantize_dynamic
+
+    shared = [decoder.embed_tokens.weight, decoder.embed_positions.weight]
+    draft = copy.deepcopy(decoder, memo={id(t): t for t in shared})
+    if draft.proj_out is None:
+        draft.proj_out = torch.nn.Linear(*draft.embed_tokens.weight.shape[::-1], bias=False, device="meta")
+        draft.proj_out.weight = draft.embed_tokens.weight
+    # torch announces that torch.ao quantisation moves to torchao and its quantised tensors will go: nothing a
+    # user can act on (bench/speculative.py shows whether this draft pays at all).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(draft, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)

@@ -1,0 +1,255 @@
+"""Speculative decoding: what one draft step and one verify pass cost, and what it gains at a known acceptance.
+
+    python bench/speculative.py                          # whisper-base on this CPU, a student and the int8 self-draft
+    python bench/speculative.py --random-dims large-v2   # whisper-large-v2 dims, distil-large-v2 dims draft (a GPU)
+    python bench/speculative.py --json bench/out/speculative.json
+
+Three parts, a table each, then one JSON line:
+1. cost: one draft step (one token per row) and one main-decoder verify pass of k + 1 tokens, at each k,
+   at batch 1 and 4, in milliseconds (median of --runs), with the plain greedy step (1 token) beside them.
+2. controlled: full speculative decodes against plain greedy on the same audio features. The draft runs the
+   real draft decoder (so it costs what a real one costs), then its choice is overridden: with probability p
+   it is the main model's own greedy token at that position (read from a plain greedy run beforehand), else
+   that token is banned, so the proposal is wrong. p is the per-proposal hit rate; the measured acceptance
+   (accepted / proposed) is lower, since the proposals after a miss in a round are proposed and lost.
+   With random weights the tokens are meaningless but the costs are real; every run decodes
+   --max-new-tokens tokens (a random model rarely ends by itself).
+3. self-draft (base only): the int8 copy of the main decoder as the draft, on real speech: its measured
+   acceptance and speed-up over plain greedy, batch 1, per file.
+Every speculative result is checked against plain greedy's tokens: a speed-up of a wrong decode is not one.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared"
+
+from distilwhisper import load_audio, log_mel_spectrogram, pad_or_trim  # noqa: E402
+from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode  # noqa: E402
+from distilwhisper.model import Decoder, ModelDims, Whisper  # noqa: E402
+from distilwhisper.speculative import Assistant, speculative_decode  # noqa: E402
+from distilwhisper.weights import int8_decoder, load_generation_defaults, load_whisper  # noqa: E402
+
+PARTS = ["cost", "controlled", "self-draft"]
+PROMPT = [50258, 50259, 50359, 50363]
+EOT, NO_SPEECH = 50257, 50362
+# Main models with random weights; the draft is always 2 of their decoder layers over the same encoder.
+RANDOM_DIMS = {
+    "large-v2": dict(n_mels=80, n_audio_ctx=1500, n_text_ctx=448, n_vocab=51865, d_model=1280, encoder_layers=32,
+                     encoder_heads=20, encoder_ffn=5120, decoder_layers=32, decoder_heads=20, decoder_ffn=5120),
+    "tiny": dict(n_mels=80, n_audio_ctx=1500, n_text_ctx=448, n_vocab=51865, d_model=64, encoder_layers=1,
+                 encoder_heads=4, encoder_ffn=128, decoder_layers=4, decoder_heads=4, decoder_ffn=128),  # a smoke test
+}  # fmt: skip
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(SHARED / "models" / "whisper-base"))
+    parser.add_argument("--random-dims", choices=sorted(RANDOM_DIMS), default=None,
+                        help="random weights of these dims as the main model, 2 of its decoder layers over its encoder "
+                             "as the draft (for large-v2: distil-large-v2's dims)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--audio", nargs="+", default=sorted(map(str, (SHARED / "audio" / "short").glob("*.wav")))[::9])
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95])
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS)
+    parser.add_argument("--json", default=None, help="also write the JSON here")
+    return parser.parse_args()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, runs: int) -> float:
+    """Median seconds of `runs` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(runs):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def student_of(model: Whisper, layers: tuple[int, ...] = (0, -1)) -> Decoder:
+    """A draft decoder as Distil-Whisper initialises its student: the teacher's decoder, only some of its layers."""
+    import copy
+
+    decoder = copy.deepcopy(model.decoder)
+    decoder.layers = torch.nn.ModuleList(decoder.layers[i] for i in layers)
+    return decoder
+
+
+def random_models(name: str, device, dtype, seed: int) -> tuple[Whisper, Decoder]:
+    torch.manual_seed(seed)
+    dims = ModelDims(**RANDOM_DIMS[name])
+    with torch.device(device):
+        model = Whisper(dims).to(dtype).eval().requires_grad_(False)
+    return model, student_of(model)  # distil-large-v2: the teacher's encoder, 2 decoder layers
+
+
+class ControlledDraft(torch.nn.Module):
+    """A draft whose proposal is right with probability `hit_rate`: the real draft decoder runs (its cost is
+    real), then at each output the main model's greedy token there (`reference`: prompt and greedy tokens
+    by position) is made the argmax, or banned."""
+
+    def __init__(self, decoder: Decoder, reference: torch.Tensor, hit_rate: float, seed: int):
+        super().__init__()
+        self.decoder, self.reference, self.hit_rate = decoder, reference, hit_rate
+        self.generator = torch.Generator(device=reference.device).manual_seed(seed)
+
+    def setup_caches(self, audio_features: torch.Tensor) -> None:
+        self.decoder.setup_caches(audio_features)
+
+    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+        logits = self.decoder(tokens, input_pos)
+        positions = (input_pos if input_pos.ndim == 2 else input_pos.expand(tokens.shape[0], -1)) + 1
+        right = self.reference.gather(1, positions.clamp(max=self.reference.shape[1] - 1))
+        hit = torch.rand(right.shape, generator=self.generator, device=right.device) < self.hit_rate
+        value = torch.where(hit, 1e4, -1e4).to(logits.dtype)
+        return logits.scatter(2, right[..., None], value[..., None])
+
+
+def greedy_reference(model, features, rules, max_new_tokens) -> tuple[list[list[int]], torch.Tensor]:
+    """Plain greedy's tokens, and (batch, positions) prompt + tokens + end tokens for ControlledDraft."""
+    result = greedy_decode(model, features, PROMPT, EOT, rules, max_new_tokens, NO_SPEECH)
+    reference = torch.full((features.shape[0], model.dims.n_text_ctx + 1), EOT, device=features.device)
+    for b, row in enumerate(result.tokens):
+        reference[b, : len(PROMPT) + len(row)] = torch.tensor(PROMPT + row)
+    return result.tokens, reference
+
+
+@torch.inference_mode()
+def cost_table(model, draft: Decoder, features_of, args, device) -> list[dict]:
+    rows = []
+    for batch in args.batches:
+        features = features_of(batch)
+        model.decoder.setup_caches(features)
+        draft.setup_caches(features)
+        start = torch.full((batch, 100), 440, device=device)  # any tokens: a cost does not depend on them
+        model.decoder(start, torch.arange(100, device=device))
+        draft(start, torch.arange(100, device=device))
+        step = timed(lambda: model.decoder(start[:, :1], torch.tensor([100], device=device)), device, args.runs)
+        draft_step = timed(lambda: draft(start[:, :1], torch.full((batch, 1), 100, device=device)), device, args.runs)
+        for k in args.ks:
+            positions = (100 + torch.arange(k + 1, device=device)).expand(batch, -1)
+            verify = timed(lambda: model.decoder(start[:, : k + 1], positions), device, args.runs)
+            rows.append(dict(batch=batch, k=k, greedy_step_ms=step * 1e3, draft_step_ms=draft_step * 1e3,
+                             verify_ms=verify * 1e3, verify_over_step=verify / step))
+    return rows
+
+
+@torch.inference_mode()
+def controlled_table(model, draft: Decoder, features_of, rules, args, device) -> list[dict]:
+    rows = []
+    for batch in args.batches:
+        features = features_of(batch)
+        expected, reference = greedy_reference(model, features, rules, args.max_new_tokens)
+        plain = timed(lambda: greedy_decode(model, features, PROMPT, EOT, rules, args.max_new_tokens, NO_SPEECH), device, args.runs)
+        for rate in args.rates:
+            for k, adapt in [(5, True), (4, False), (8, False)]:
+                assistant = Assistant(ControlledDraft(draft, reference, rate, args.seed))
+                result = {}
+
+                def run():
+                    result["r"] = speculative_decode(model, assistant, features, features, PROMPT, EOT, rules,
+                                                     args.max_new_tokens, NO_SPEECH, draft_tokens=k, adapt=adapt)
+
+                seconds = timed(run, device, args.runs)
+                assert result["r"].tokens == expected, "speculative decoding differed from plain greedy"
+                accepted = statistics.mean(result["r"].acceptance_rates)
+                rows.append(dict(batch=batch, hit_rate=rate, k=k, adaptive=adapt, acceptance=accepted,
+                                 greedy_s=plain, speculative_s=seconds, speedup=plain / seconds))
+    return rows
+
+
+@torch.inference_mode()
+def self_draft_table(model, rules, args) -> list[dict]:
+    assistant = Assistant(int8_decoder(model.decoder))
+    rows = []
+    for path in args.audio:
+        mel = log_mel_spectrogram(pad_or_trim(torch.from_numpy(load_audio(path))), model.dims.n_mels)[None]
+        features = model.encoder(mel)
+        expected = greedy_decode(model, features, PROMPT, EOT, rules, args.max_new_tokens, NO_SPEECH).tokens
+        plain = timed(lambda: greedy_decode(model, features, PROMPT, EOT, rules, args.max_new_tokens, NO_SPEECH), torch.device("cpu"), args.runs)
+        result = {}
+
+        def run():
+            result["r"] = speculative_decode(model, assistant, features, features, PROMPT, EOT, rules, args.max_new_tokens, NO_SPEECH)
+
+        seconds = timed(run, torch.device("cpu"), args.runs)
+        assert result["r"].tokens == expected, f"{path}: the int8 self-draft changed the output"
+        rows.append(dict(file=Path(path).name, tokens=len(expected[0]), acceptance=result["r"].acceptance_rates[0],
+                         greedy_s=plain, speculative_s=seconds, speedup=plain / seconds))
+    return rows
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}")
+    if not rows:
+        return
+    print(" | ".join(rows[0]))
+    for row in rows:
+        print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()))
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device(args.device)
+    if args.random_dims:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        model, draft = random_models(args.random_dims, device, dtype, args.seed)
+        rules = [SuppressTokens([EOT]), SuppressAtBegin([220])]  # random weights: run to --max-new-tokens
+        generator = torch.Generator(device=device).manual_seed(args.seed)
+        mel = torch.randn(max(args.batches), model.dims.n_mels, 3000, generator=generator, device=device, dtype=dtype)
+        with torch.inference_mode():
+            all_features = model.encoder(mel)
+    else:
+        model = load_whisper(args.model, device=device)
+        draft = student_of(model)
+        defaults = load_generation_defaults(Path(args.model))
+        rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+        mels = [log_mel_spectrogram(pad_or_trim(torch.from_numpy(load_audio(p))), model.dims.n_mels) for p in args.audio]
+        mel = torch.stack([mels[i % len(mels)] for i in range(max(args.batches))]).to(device)
+        with torch.inference_mode():
+            all_features = model.encoder(mel)
+
+    def features_of(batch: int) -> torch.Tensor:
+        return all_features[:batch]
+
+    report = dict(device=str(torch.cuda.get_device_name() if device.type == "cuda" else "cpu"),
+                  threads=torch.get_num_threads(), main=args.random_dims or args.model, max_new_tokens=args.max_new_tokens)
+    if "cost" in args.parts:
+        report["cost"] = cost_table(model, draft, features_of, args, device)
+        print_table("one draft step and one verify pass of k + 1 tokens (ms)", report["cost"])
+    if "controlled" in args.parts:
+        report["controlled"] = controlled_table(model, draft, features_of, rules, args, device)
+        print_table("full decodes at a controlled per-proposal hit rate (speed-up over plain greedy)", report["controlled"])
+    if "self-draft" in args.parts and not args.random_dims and device.type == "cpu":
+        report["self_draft"] = self_draft_table(model, rules, args)
+        print_table("int8 self-draft on real speech, batch 1", report["self_draft"])
+    line = json.dumps(report)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(line + "\n")
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""Speculative decoding gives the main model's plain greedy output, whatever the draft proposes.
+
+Oracles: our own greedy_decode on the same model (tokens, truncation and no-speech identical, average
+log-probability within float noise: the verify pass scores several positions at once), and transformers'
+generate(..., assistant_model=...) on the same checkpoints (batch 1, text tokens). Drafts: random 2-layer
+decoders (with the main model's encoder, with their own, and decoder-only as WhisperForCausalLM saves
+them), the main model itself (always right), and copies of it pushed towards or away from the end token.
+"""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, hf_greedy_tokens, needs_shared, save_random_whisper
+from distilwhisper import DistilWhisperError, load_audio, load_model, log_mel_spectrogram, pad_or_trim
+from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode
+from distilwhisper.speculative import Assistant, load_assistant, next_draft_length, speculative_decode
+from distilwhisper.weights import load_generation_defaults, load_whisper
+
+PROMPT = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
+EOT, NO_SPEECH = 50257, 50362
+MAIN = TINY_CONFIGS["tiny-4x4"]  # a 4-layer decoder
+DRAFT = MAIN | {"decoder_layers": 2}
+
+
+def save_with_encoder_of(path, seed, encoder_source, **config):
+    """A random transformers Whisper holding `encoder_source`'s encoder: a Distil-Whisper-style student."""
+    from transformers import WhisperForConditionalGeneration
+
+    save_random_whisper(path, seed, **config)
+    model = WhisperForConditionalGeneration.from_pretrained(path)
+    model.model.encoder.load_state_dict(WhisperForConditionalGeneration.from_pretrained(encoder_source).model.encoder.state_dict())
+    model.save_pretrained(path)
+    return path
+
+
+def save_decoder_only(full, path):
+    """The decoder of a saved Whisper as transformers' WhisperForCausalLM saves one: model.decoder.*, no encoder."""
+    from transformers import WhisperForCausalLM, WhisperForConditionalGeneration
+
+    source = WhisperForConditionalGeneration.from_pretrained(full)
+    model = WhisperForCausalLM(source.config)
+    model.model.decoder.load_state_dict(source.model.decoder.state_dict())
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("speculative")
+    main = save_random_whisper(root / "main", 0, **MAIN)
+    shared = save_with_encoder_of(root / "shared", 1, main, **DRAFT)
+    return {
+        "main": main,
+        "shared": shared,
+        "own-encoder": save_random_whisper(root / "own-encoder", 2, **DRAFT),
+        "decoder-only": save_decoder_only(shared, root / "decoder-only"),
+    }
+
+
+@pytest.fixture(scope="module")
+def main_model(checkpoints):
+    return load_whisper(checkpoints["main"])
+
+
+@pytest.fixture(scope="module")
+def rules(checkpoints):
+    defaults = load_generation_defaults(checkpoints["main"])
+    return [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+
+
+def random_mel(batch: int, seed: int) -> torch.Tensor:
+    return torch.randn(batch, MAIN["num_mel_bins"], 3000, generator=torch.Generator().manual_seed(seed))
+
+
+def decode_both(model, assistant, mel, rules, max_new_tokens, **options):
+    """(plain greedy, speculative) on the same input."""
+    features = model.encoder(mel)
+    plain = greedy_decode(model, features, PROMPT, EOT, rules, max_new_tokens, NO_SPEECH)
+    draft_features = assistant.features(mel, features)
+    fast = speculative_decode(model, assistant, features, draft_features, PROMPT, EOT, rules, max_new_tokens, NO_SPEECH, **options)
+    return plain, fast
+
+
+def assert_same_result(plain, fast):
+    assert fast.tokens == plain.tokens
+    assert fast.truncated == plain.truncated
+    assert fast.no_speech_probs == plain.no_speech_probs  # the same prompt pass
+    assert max(abs(a - b) for a, b in zip(fast.avg_logprobs, plain.avg_logprobs)) < 1e-5
+
+
+def leaning_to_end(model, lean: float):
+    """A copy of `model` whose end token's logit is raised (lean > 0) or lowered by about 4 * lean.
+
+    transformers' init leaves the end token's embedding (it is the padding token) at zero, so its logit is
+    always 0 and a random model never ends: here it gets 4 * u, u a fixed unit vector, and the final layer
+    norm's bias moves by lean * u, which the tied output projection reads back as about 4 * lean.
+    """
+    copy = load_whisper_like(model)
+    direction = torch.randn(copy.dims.d_model, generator=torch.Generator().manual_seed(0))
+    direction /= direction.norm()
+    with torch.no_grad():
+        copy.decoder.embed_tokens.weight[EOT] = 4 * direction
+        copy.decoder.layer_norm.bias += lean * direction
+    return copy
+
+
+def load_whisper_like(model):
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def self_draft(model, noise: float = 0.0, seed: int = 0) -> Assistant:
+    """The main model's own decoder as the draft, its weights jittered by `noise` (0: always right)."""
+    decoder = load_whisper_like(model).decoder
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in decoder.parameters():
+            p += noise * torch.randn(p.shape, generator=generator)
+    return Assistant(decoder)
+
+
+@pytest.mark.parametrize("draft", ["shared", "own-encoder", "decoder-only"])
+def test_equals_transformers_assisted_generate(checkpoints, main_model, rules, draft):
+    from transformers import WhisperForCausalLM, WhisperForConditionalGeneration
+
+    assistant = load_assistant(checkpoints[draft], main_model)
+    assert (assistant.encoder is None) == (draft != "own-encoder")  # an equal encoder is not loaded again
+    oracle = WhisperForConditionalGeneration.from_pretrained(checkpoints["main"]).eval()
+    hf_draft = (WhisperForCausalLM if draft == "decoder-only" else WhisperForConditionalGeneration).from_pretrained(checkpoints[draft]).eval()
+    for seed in (21, 22):  # transformers speculates on one sequence at a time
+        mel = random_mel(1, seed)
+        plain, fast = decode_both(main_model, assistant, mel, rules, max_new_tokens=30)
+        assert_same_result(plain, fast)
+        assert fast.tokens == hf_greedy_tokens(oracle, mel, max_new_tokens=30, assistant_model=hf_draft)
+        assert fast.acceptance_rates[0] is not None and 0 <= fast.acceptance_rates[0] <= 1
+
+
+def test_batch_rows_finish_at_different_steps(main_model, rules):
+    """Each row accepts its own number of proposals and ends at its own step: still plain greedy's rows."""
+    model = leaning_to_end(main_model, 2.0)
+    plain, fast = decode_both(model, self_draft(model, noise=0.02), random_mel(4, 23), rules, max_new_tokens=40)
+    lengths = [len(t) for t in plain.tokens]
+    assert len(set(lengths)) > 1 and not all(plain.truncated), lengths  # the case under test happens
+    assert_same_result(plain, fast)
+    assert 0 < max(fast.acceptance_rates) < 1  # a draft that is sometimes right, sometimes wrong
+
+
+@pytest.mark.parametrize("lean", [10.0, -10.0], ids=["draft-ends-early", "draft-never-ends"])
+def test_draft_biased_about_the_end_token(main_model, rules, lean):
+    model = leaning_to_end(main_model, 2.0)
+    draft = Assistant(leaning_to_end(model, 2.0 + lean).decoder)
+    plain, fast = decode_both(model, draft, random_mel(3, 24), rules, max_new_tokens=40)
+    assert not all(plain.truncated)
+    assert_same_result(plain, fast)
+    assert max(fast.acceptance_rates) < 0.5  # mostly wrong: it ends (or refuses to end) where the model does not
+
+
+def test_main_model_as_its_own_draft_accepts_everything(main_model, rules):
+    plain, fast = decode_both(main_model, self_draft(main_model), random_mel(2, 25), rules, max_new_tokens=40)
+    assert_same_result(plain, fast)
+    assert fast.acceptance_rates == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("max_new_tokens", [1, 2, 3, 7])
+def test_more_proposals_than_tokens_left(main_model, rules, max_new_tokens):
+    plain, fast = decode_both(main_model, self_draft(main_model), random_mel(2, 26), rules, max_new_tokens, draft_tokens=8)
+    assert_same_result(plain, fast)
+    assert plain.truncated == [True, True]
+    # The first token comes from the prompt pass, and a last one left needs no proposal: nothing is proposed then.
+    assert fast.acceptance_rates == ([None, None] if max_new_tokens <= 2 else [1.0, 1.0])
+
+
+class BanPreviousToken:
+    """A rule that reads each row's history (as the timestamp rules do): never the same token twice in a row."""
+
+    def apply(self, logits, generated):
+        if generated.shape[1]:
+            logits.scatter_(1, generated[:, -1:], -torch.inf)
+
+
+def test_rules_see_each_rows_own_history(main_model, rules):
+    mel = random_mel(3, 27)
+    assistant = self_draft(main_model, noise=0.02)
+    without = decode_both(main_model, assistant, mel, rules, max_new_tokens=30)[0]
+    plain, fast = decode_both(main_model, assistant, mel, [*rules, BanPreviousToken()], max_new_tokens=30)
+    assert plain.tokens != without.tokens  # the rule matters on this input
+    assert_same_result(plain, fast)
+
+
+@pytest.mark.parametrize("adapt", [True, False])
+def test_fixed_and_adaptive_draft_lengths_agree(main_model, rules, adapt):
+    plain, fast = decode_both(main_model, self_draft(main_model, noise=0.02), random_mel(2, 28), rules, 40, draft_tokens=3, adapt=adapt)
+    assert_same_result(plain, fast)
+
+
+def test_draft_length_follows_transformers_heuristic():
+    assert [next_draft_length(5, True), next_draft_length(5, False), next_draft_length(1, False)] == [7, 4, 1]
+
+
+def test_assistant_that_does_not_fit_is_refused(checkpoints, main_model, tmp_path):
+    other_vocab = shutil.copytree(checkpoints["shared"], tmp_path / "vocab")
+    config = json.loads((other_vocab / "config.json").read_text())
+    (other_vocab / "config.json").write_text(json.dumps(config | {"vocab_size": 51866}))
+    with pytest.raises(DistilWhisperError, match="vocabulary"):
+        load_assistant(other_vocab, main_model)
+    narrow = save_decoder_only(save_random_whisper(tmp_path / "narrow", 4, **DRAFT | {"d_model": 32}), tmp_path / "narrow-dec")
+    with pytest.raises(DistilWhisperError, match="no encoder of its own"):
+        load_assistant(narrow, main_model)
+
+
+@pytest.mark.parametrize("assistant", ["shared", "int8"])
+def test_transcribe_with_an_assistant(checkpoints, assistant):
+    """Short inputs and a long one (chunks go through the same batch decoding): the same tokens as without."""
+    main = add_base_tokenizer(checkpoints["main"])
+    generator = torch.Generator().manual_seed(29)
+    audio = [0.1 * torch.randn(16000 * seconds, generator=generator).numpy() for seconds in (4, 7, 35)]
+    options = dict(max_new_tokens=12, no_speech_threshold=None, batch_size=2)
+    plain = load_model(main).transcribe(audio, **options)
+    fast = load_model(main, assistant=checkpoints.get(assistant, assistant)).transcribe(audio, **options)
+    assert [r.tokens for r in fast] == [r.tokens for r in plain]
+    assert all(r.acceptance_rate is None for r in plain)
+    assert all(0 <= r.acceptance_rate <= 1 for r in fast)
+    assert assistant != "int8" or min(r.acceptance_rate for r in fast) > 0.5  # the model itself, only rounded
+
+
+def test_int8_self_draft_needs_a_float32_model_on_the_cpu(checkpoints):
+    with pytest.raises(DistilWhisperError, match="int8 self-draft runs on the CPU in float32"):
+        load_assistant("int8", load_whisper(checkpoints["main"], dtype=torch.float64))
+
+
+@needs_shared
+def test_cli_assistant_reports_the_acceptance_rate(tmp_path, capsys):
+    from distilwhisper.cli import main
+
+    audio = AUDIO_DIR / "short" / "jfk_inaugural_11s.wav"
+    assert main([str(audio), "--model", str(BASE_MODEL), "--assistant", "int8", "--output-format", "json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["text"] == load_model(BASE_MODEL).transcribe(audio).text.strip()
+    assert 0.5 < record["acceptance_rate"] <= 1
+
+
+# The real checkpoint: whisper-base, and a 2-layer student made from it as Distil-Whisper makes one (the
+# teacher's encoder, its first and last decoder layers); untrained, so a poor draft, but an honest one.
+def save_base_student(path, decoder_only: bool):
+    from safetensors.torch import load_file, save_file
+
+    path.mkdir()
+    config = json.loads((BASE_MODEL / "config.json").read_text()) | {"decoder_layers": 2}
+    renames = {"model.decoder.layers.0.": "model.decoder.layers.0.", "model.decoder.layers.5.": "model.decoder.layers.1."}
+    tensors = {}
+    for key, tensor in load_file(BASE_MODEL / "model.safetensors").items():
+        if key.startswith("model.decoder.layers."):
+            prefix = next((p for p in renames if key.startswith(p)), None)
+            if prefix is None:
+                continue
+            key = renames[prefix] + key.removeprefix(prefix)
+        elif decoder_only and key.startswith("model.encoder."):
+            continue
+        tensors[key] = tensor
+    if decoder_only:
+        config |= {"architectures": ["WhisperForCausalLM"], "is_encoder_decoder": False}
+    (path / "config.json").write_text(json.dumps(config))
+    save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
+    shutil.copy(BASE_MODEL / "generation_config.json", path)
+    return path
+
+
+@needs_shared
+@pytest.mark.parametrize("decoder_only", [False, True], ids=["whole", "decoder-only"])
+def test_base_with_a_student_draft_on_real_speech(tmp_path, decoder_only):
+    from transformers import WhisperForCausalLM, WhisperForConditionalGeneration
+
+    student = save_base_student(tmp_path / "student", decoder_only)
+    model = load_whisper(BASE_MODEL)
+    assistant = load_assistant(student, model)
+    assert assistant.encoder is None  # the teacher's encoder, checked equal (or absent), serves both
+    defaults = load_generation_defaults(BASE_MODEL)
+    rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+    files = sorted((AUDIO_DIR / "short").glob("*.wav"))[::9]  # three speakers and recordings
+    mel = torch.stack([log_mel_spectrogram(pad_or_trim(torch.from_numpy(load_audio(f))), 80) for f in files])
+    plain, fast = decode_both(model, assistant, mel, rules, max_new_tokens=100)
+    assert_same_result(plain, fast)
+    assert not any(plain.truncated)
+    oracle = WhisperForConditionalGeneration.from_pretrained(BASE_MODEL, dtype=torch.float32).eval()
+    hf_draft = (WhisperForCausalLM if decoder_only else WhisperForConditionalGeneration).from_pretrained(student, dtype=torch.float32).eval()
+    for i in range(len(files)):
+        assert [fast.tokens[i]] == hf_greedy_tokens(oracle, mel[i : i + 1], 100, assistant_model=hf_draft)
