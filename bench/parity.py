@@ -101,7 +101,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("audio", nargs="+", help="audio files (over 30 s: their first 30 s)")
     parser.add_argument("--model", required=True, help="a checkpoint folder, short name or hub repo id")
-    parser.add_argument("--language", default=None, help="passed to both (default: each engine's own default)")
+    parser.add_argument("--language", default=None,
+                        help="passed to both; give it for multilingual checkpoints, where without it transformers "
+                             "detects the language while our side takes distilwhisper's default prompt (default: none, "
+                             "as English-only checkpoints need)")
     parser.add_argument("--task", default=None, choices=["transcribe", "translate"], help="passed to both")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: what the decoder holds")
     parser.add_argument("--device", default="cpu", help="both engines run here, in float32 (default: cpu)")

@@ -69,7 +69,12 @@ class FileScore:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m distilwhisper.evaluate", formatter_class=HelpFormatter,
                                      description="Word error rate of a checkpoint on a manifest of audio files and "
-                                                 "their reference transcripts, as Distil-Whisper's evaluation computes it.")  # fmt: skip
+                                                 "their reference transcripts, as Distil-Whisper's evaluation computes it.",
+                                     epilog="WER is in percent: all word errors over all reference words, after Whisper's "
+                                            "English normaliser (the basic one when --language names another language); "
+                                            "files whose normalised reference is empty are left out. RTF = processing "
+                                            "time / audio duration, per batch. Exit status: 0, 1 when some file failed "
+                                            "(left out of the WER), 2 when nothing could start.")  # fmt: skip
     parser.add_argument("manifest", help="a tab-separated file with a header line: audio paths (relative to the "
                                          "manifest's folder) and reference transcripts")  # fmt: skip
     parser.add_argument("--columns", nargs=2, default=["file", "reference_text"], metavar=("FILE", "TEXT"),
@@ -149,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
         import jiwer  # noqa: F401 - only to fail now, not after the transcribing
     except ImportError:
         fail(f"WER needs jiwer, which is not installed: {EVAL_EXTRA}")
+        return 2
+    if args.json is not None and not Path(args.json).resolve().parent.is_dir():
+        fail(f"cannot write {args.json}: its folder does not exist")  # said now, not after hours of transcribing
         return 2
     try:
         file_column, text_column = args.columns

@@ -130,3 +130,8 @@ def test_wer_on_real_speech_equals_transformers_normaliser_and_jiwer_on_transfor
     assert [f["wer"] for f in ours["files"]] == [100 * jiwer.wer(r, h) for r, h in zip(references, hypotheses)]
     assert ours["wer"] == 100 * jiwer.wer(references, hypotheses)  # every digit
     assert ours["wer"] > 0  # some words are wrong: the test compares errors, not only perfect transcripts
+
+
+def test_a_json_output_in_a_missing_folder_fails_before_any_work(tmp_path, capsys):
+    assert main([str(tmp_path / "m.tsv"), "--json", str(tmp_path / "no" / "wer.json")]) == 2
+    assert "its folder does not exist" in one_line_error(capsys)
