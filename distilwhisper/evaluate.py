@@ -63,7 +63,7 @@ class FileScore:
     wer: float | None = None  # percent; None when the file failed or its normalised reference is empty
     duration: float | None = None  # seconds of audio
     rtf: float | None = None  # its batch's processing time / audio duration
-    error: str | None = None
+    error: str | None = None  # one line naming the file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
                 score.normalized_reference, score.normalized_hypothesis = normalize(score.reference), normalize(score.hypothesis)
                 score.wer = corpus_wer([score.normalized_reference], [score.normalized_hypothesis])
             if score.error is not None:
-                fail(f"{score.file}: {score.error}")
+                fail(score.error)
             print(table_row(score, width), flush=True)
         scores += batch
     summary = summarize(scores, processing)
@@ -204,8 +204,10 @@ def transcribe_batch(transcriber, rows: list[Row], scores: list[FileScore], args
     for row, score in zip(rows, scores):
         try:
             loaded.append((score, as_waveform(row.path)))
-        except Exception as e:  # noqa: BLE001 - a file that cannot be read fails alone
-            score.error = describe(e)
+        except DistilWhisperError as e:  # its message names the file
+            score.error = str(e)
+        except Exception as e:  # noqa: BLE001 - a file that cannot be read (out of memory...) fails alone
+            score.error = f"{row.path}: {describe(e)}"
     if not loaded:
         return 0.0
     started = time.perf_counter()
@@ -214,7 +216,7 @@ def transcribe_batch(transcriber, rows: list[Row], scores: list[FileScore], args
                                          batch_size=args.batch_size, chunk_length=args.chunk_length)  # fmt: skip
     except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error...: this batch fails, the next ones still run
         for score, _ in loaded:
-            score.error = describe(e)
+            score.error = f"{score.file}: {describe(e)}"
         return 0.0
     elapsed = time.perf_counter() - started
     rtf = elapsed / (sum(len(w) for _, w in loaded) / SAMPLE_RATE)
