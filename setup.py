@@ -24,10 +24,13 @@ setup(
     install_requires=["torch>=2.4", "numpy", "tiktoken>=0.7", "safetensors>=0.4", "huggingface-hub>=0.23"],
     extras_require={
         # The oracle (transformers) and the speed anchor (faster-whisper): tests and benchmarks only.
-        "test": ["pytest>=8", "transformers>=5.17,<6", "mypy>=1.10", "av>=12"],
+        # hypothesis: property tests; jiwer: the eval extra's, so CI tests `distilwhisper.evaluate`.
+        "test": ["pytest>=8", "transformers>=5.17,<6", "mypy>=1.10", "av>=12", "hypothesis>=6.100", "jiwer>=3.0"],
         "bench": ["transformers>=5.17,<6", "faster-whisper>=1.0"],
         # PyAV: FFmpeg's libraries in a wheel, to decode mp3/flac/ogg... where no ffmpeg executable is installed.
         "audio": ["av>=12"],
+        # `python -m distilwhisper.evaluate`: word error rate as Distil-Whisper computes it (jiwer over normalised text).
+        "eval": ["jiwer>=3.0"],
     },
     entry_points={"console_scripts": ["distilwhisper = distilwhisper.cli:main"]},
 )

@@ -35,6 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distilwhisper", description="Transcribe speech with Whisper / Distil-Whisper.",
                                      formatter_class=HelpFormatter)
     parser.add_argument("audio", nargs="+", help="audio files, - for standard input (WAV always; any format when ffmpeg or PyAV is installed)")
+    add_transcription_options(parser)
+    parser.add_argument("--output-format", default="txt", choices=["txt", "json"],
+                        help="txt: the text; json: an object with file and Transcription.to_dict()'s fields: text, "
+                             "tokens, language, avg_logprob, no_speech_prob, truncated, acceptance_rate (default: %(default)s)")
+    parser.add_argument("--output-dir", default=None, metavar="DIR",
+                        help="write DIR/<name>.txt|json for each input (default: print one line per input)")
+    # grep's convention (-H/-h): printed lines name their file when there are several inputs.
+    parser.add_argument("--with-filename", dest="with_filename", action="store_true", default=None,
+                        help="start each printed txt line with the input's path and ':', as grep -H does "
+                             "(default: when there are several inputs)")
+    parser.add_argument("--no-filename", dest="with_filename", action="store_false", default=None,
+                        help="print the text alone, as grep -h does (default: when there is one input)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def add_transcription_options(parser: argparse.ArgumentParser) -> None:
+    """The model and decoding options, shared with `python -m distilwhisper.evaluate`."""
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME_OR_PATH",
                         help=f"a name ({', '.join(MODEL_NAMES)}), a checkpoint folder or a hub repo id "
                              "(default: %(default)s)")
@@ -64,34 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-length", type=float, default=DEFAULT_CHUNK_LENGTH, metavar="SECONDS",
                         help="audio longer than 30 s is transcribed in chunks this long (at most 30), overlapping by "
                              "a sixth of it on each side, stitched where the overlaps agree (default: %(default)s)")
-    parser.add_argument("--output-format", default="txt", choices=["txt", "json"],
-                        help="txt: the text; json: an object with file and Transcription.to_dict()'s fields: text, "
-                             "tokens, language, avg_logprob, no_speech_prob, truncated, acceptance_rate (default: %(default)s)")
-    parser.add_argument("--output-dir", default=None, metavar="DIR",
-                        help="write DIR/<name>.txt|json for each input (default: print one line per input)")
-    # grep's convention (-H/-h): printed lines name their file when there are several inputs.
-    parser.add_argument("--with-filename", dest="with_filename", action="store_true", default=None,
-                        help="start each printed txt line with the input's path and ':', as grep -H does "
-                             "(default: when there are several inputs)")
-    parser.add_argument("--no-filename", dest="with_filename", action="store_false", default=None,
-                        help="print the text alone, as grep -h does (default: when there is one input)")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return parser
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_transcription_options(parser, args)
+    # Only printed txt needs the name: JSON carries "file", and an output file holds one transcript.
+    wanted = len(args.audio) > 1 if args.with_filename is None else args.with_filename
+    args.with_filename = wanted and args.output_format == "txt" and args.output_dir is None
+    return args
+
+
+def check_transcription_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, as argparse refuses a bad option (usage, one line, status 2), what add_transcription_options can't."""
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     try:
         chunk_samples(args.chunk_length)
     except DistilWhisperError as e:
         parser.error(f"--chunk-length: {e}")
-    # Only printed txt needs the name: JSON carries "file", and an output file holds one transcript.
-    wanted = len(args.audio) > 1 if args.with_filename is None else args.with_filename
-    args.with_filename = wanted and args.output_format == "txt" and args.output_dir is None
-    return args
 
 
 def render(result: Transcription, source: str, output_format: str) -> str:

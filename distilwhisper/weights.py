@@ -28,6 +28,7 @@ CHECKPOINT_FILES = [
     "tokenizer.json",
     "vocab.json",
     "added_tokens.json",
+    "normalizer.json",  # the English spelling map that `distilwhisper.evaluate` normalises WER text with
 ]
 
 # The names people type, as faster-whisper takes them (its utils._MODELS keys; "large" is the newest large,

@@ -127,11 +127,12 @@ def fake_hub_cache(cache_dir, repo_id: str, source, names) -> None:
 TOKENIZER_FILES = ["tokenizer.json", "vocab.json", "merges.txt", "added_tokens.json", "special_tokens_map.json",
                    "tokenizer_config.json", "normalizer.json"]
 OLD_TOKENIZER_FILES = [name for name in TOKENIZER_FILES if name != "tokenizer.json"]  # as older repos ship them
-# Files whisper repos on the hub carry that a transcription does not read: other weight formats and precisions,
-# docs, tokenizer files the tiktoken tokenizer has no use for. None of them may be downloaded.
+# Files whisper repos on the hub carry that neither a transcription nor `distilwhisper.evaluate` (normalizer.json)
+# reads: other weight formats and precisions, docs, tokenizer files the tiktoken tokenizer has no use for. None of
+# them may be downloaded.
 NOT_NEEDED = ["pytorch_model.bin", "flax_model.msgpack", "tf_model.h5", "model.fp32-00001-of-00002.safetensors",
               "model.safetensors.index.fp32.json", "onnx/encoder_model.onnx", "ggml-base.bin", "README.md",
-              ".gitattributes", "merges.txt", "special_tokens_map.json", "tokenizer_config.json", "normalizer.json",
+              ".gitattributes", "merges.txt", "special_tokens_map.json", "tokenizer_config.json",
               "preprocessor_config.json"]
 
 

@@ -1,0 +1,264 @@
+"""`python -m distilwhisper.evaluate MANIFEST.tsv --model ...`: word error rate as Distil-Whisper computes it.
+
+The manifest is a tab-separated file with a header line; by default its column `file` holds audio paths
+(relative to the manifest's folder) and `reference_text` what was said (`--columns` names others). Every
+file is transcribed as the `distilwhisper` command would (over 30 s: long-form), `--batch-size` files at a
+time. Then, as Distil-Whisper's training/run_eval.py scores it:
+
+- references and hypotheses are normalised with Whisper's English normaliser and the checkpoint's spelling
+  map (normalizer.json), or, when --language names another language, with the basic normaliser;
+- a file whose normalised reference is empty is left out of the WER (it has no words to get wrong);
+- WER = 100 * jiwer.wer(references, hypotheses) over the lists: all word errors over all reference words,
+  not a mean of the files' WERs.
+
+A file that cannot be read or decoded is reported on stderr and in the JSON ("error"), left out of the WER,
+and makes the exit status 1: the WER of the files that did run is still printed, but it is not the corpus's.
+A manifest that cannot be used (missing, empty, a column or an audio file missing) stops everything with
+one line and status 2, before the model is loaded.
+
+RTF (real-time factor) = processing time / audio duration, lower is faster (run_eval's "rtf" is its
+inverse). A file's RTF is its batch's; `--batch-size 1` times each file alone. Reading the files is not
+timed: features, encoder, decoding and detokenising are.
+"""
+
+import argparse
+import csv
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .audio import SAMPLE_RATE
+from .cli import HelpFormatter, add_transcription_options, check_transcription_options, describe, fail, write_atomically
+from .errors import DistilWhisperError
+from .languages import language_code
+from .normalizer import EnglishTextNormalizer, basic_normalize, load_spelling_map
+from .transcribe import as_waveform, load_model
+from .version import __version__
+from .weights import resolve_model_dir
+
+EVAL_EXTRA = 'pip install "distilwhisper[eval]"'
+
+
+@dataclass(frozen=True)
+class Row:
+    """One manifest line: where its audio is and what was said."""
+
+    line: int  # in the manifest, for messages
+    file: str  # as the manifest writes it
+    path: Path
+    reference: str
+
+
+@dataclass
+class FileScore:
+    """One file's result: what the JSON's "files" list holds."""
+
+    file: str
+    reference: str
+    hypothesis: str | None = None
+    normalized_reference: str | None = None
+    normalized_hypothesis: str | None = None
+    wer: float | None = None  # percent; None when the file failed or its normalised reference is empty
+    duration: float | None = None  # seconds of audio
+    rtf: float | None = None  # its batch's processing time / audio duration
+    error: str | None = None  # one line naming the file
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m distilwhisper.evaluate", formatter_class=HelpFormatter,
+                                     description="Word error rate of a checkpoint on a manifest of audio files and "
+                                                 "their reference transcripts, as Distil-Whisper's evaluation computes it.",
+                                     epilog="WER is in percent: all word errors over all reference words, after Whisper's "
+                                            "English normaliser (the basic one when --language names another language); "
+                                            "files whose normalised reference is empty are left out. RTF = processing "
+                                            "time / audio duration, per batch. Exit status: 0, 1 when some file failed "
+                                            "(left out of the WER), 2 when nothing could start.")  # fmt: skip
+    parser.add_argument("manifest", help="a tab-separated file with a header line: audio paths (relative to the "
+                                         "manifest's folder) and reference transcripts")  # fmt: skip
+    parser.add_argument("--columns", nargs=2, default=["file", "reference_text"], metavar=("FILE", "TEXT"),
+                        help="the manifest's columns of audio paths and of references (default: file reference_text)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N rows (default: all)")
+    add_transcription_options(parser)
+    parser.add_argument("--json", default=None, metavar="OUT",
+                        help='also write {"wer": ..., "files": [...], ...} to OUT (written whole or not at all)')
+    parser.add_argument("--version", action="version", version=f"distilwhisper {__version__}")
+    return parser
+
+
+def read_manifest(manifest: str | Path, file_column: str = "file", text_column: str = "reference_text",
+                  limit: int | None = None) -> list[Row]:  # fmt: skip
+    """Every row of a tab-separated manifest, its audio files checked to exist; anything wrong is one line."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise DistilWhisperError(f"manifest not found: {manifest}")
+    try:
+        with open(manifest, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, delimiter="\t")
+            if not reader.fieldnames:
+                raise DistilWhisperError(f"{manifest} is empty: expected a header line naming {file_column} and {text_column}")
+            missing = [c for c in (file_column, text_column) if c not in reader.fieldnames]
+            if missing:
+                raise DistilWhisperError(
+                    f"{manifest} has no column {' or '.join(missing)} (its columns: {', '.join(reader.fieldnames)}); "
+                    "--columns FILE TEXT names others"
+                )
+            rows: list[Row] = []
+            for record in reader:
+                if limit is not None and len(rows) == limit:
+                    break
+                file, reference = (record[file_column] or "").strip(), record[text_column]
+                if not file or reference is None:
+                    raise DistilWhisperError(f"{manifest} line {reader.line_num}: no {file_column if not file else text_column}")
+                rows.append(Row(reader.line_num, file, manifest.parent / file, reference))
+    except UnicodeDecodeError as e:
+        raise DistilWhisperError(f"{manifest} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+    except csv.Error as e:
+        raise DistilWhisperError(f"{manifest}: {e}") from None
+    if not rows:
+        raise DistilWhisperError(f"{manifest} has a header but no rows")
+    absent = [row for row in rows if not row.path.is_file()]
+    if absent:
+        more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+        raise DistilWhisperError(f"{manifest} line {absent[0].line}: audio file not found: {absent[0].path}{more}")
+    return rows
+
+
+def corpus_wer(references: list[str], hypotheses: list[str]) -> float | None:
+    """100 * word errors / reference words over normalised texts, pairs with an empty reference left out:
+    Distil-Whisper's WER. None when no reference has a word."""
+    import jiwer
+
+    pairs = [(r, h) for r, h in zip(references, hypotheses) if r]
+    if not pairs:
+        return None
+    return 100 * jiwer.wer([r for r, _ in pairs], [h for _, h in pairs])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_transcription_options(parser, args)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("distilwhisper: interrupted", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import jiwer  # noqa: F401 - only to fail now, not after the transcribing
+    except ImportError:
+        fail(f"WER needs jiwer, which is not installed: {EVAL_EXTRA}")
+        return 2
+    if args.json is not None and not Path(args.json).resolve().parent.is_dir():
+        fail(f"cannot write {args.json}: its folder does not exist")  # said now, not after hours of transcribing
+        return 2
+    try:
+        file_column, text_column = args.columns
+        rows = read_manifest(args.manifest, file_column, text_column, args.limit)
+        english = args.language is None or language_code(args.language) == "en"
+        model_dir = resolve_model_dir(args.model)
+        normalize = EnglishTextNormalizer(load_spelling_map(model_dir)) if english else basic_normalize
+        transcriber = load_model(model_dir, device=args.device, dtype=args.dtype)
+        transcriber.prompt(args.language, args.task, args.max_new_tokens)  # bad options fail before any work
+    except Exception as e:  # noqa: BLE001 - a bad manifest or a model that does not load is one line
+        fail(describe(e))
+        return 2
+
+    width = max(len(row.file) for row in rows)
+    print(f"{'file':<{width}}  {'seconds':>8}  {'RTF':>6}  {'WER %':>6}", flush=True)
+    scores = []
+    processing = 0.0
+    for start in range(0, len(rows), args.batch_size):
+        batch = [FileScore(row.file, row.reference) for row in rows[start : start + args.batch_size]]
+        processing += transcribe_batch(transcriber, rows[start : start + args.batch_size], batch, args)
+        for score in batch:
+            if score.hypothesis is not None:
+                score.normalized_reference, score.normalized_hypothesis = normalize(score.reference), normalize(score.hypothesis)
+                score.wer = corpus_wer([score.normalized_reference], [score.normalized_hypothesis])
+            if score.error is not None:
+                fail(score.error)
+            print(table_row(score, width), flush=True)
+        scores += batch
+    summary = summarize(scores, processing)
+    summary |= {"model": str(args.model), "manifest": str(args.manifest), "normalizer": "english" if english else "basic",
+                "device": str(transcriber.device), "dtype": str(transcriber.dtype).removeprefix("torch.")}  # fmt: skip
+    print(summary_line(summary))
+    if args.json is not None:
+        try:
+            write_atomically(Path(args.json), json.dumps(summary | {"files": [asdict(s) for s in scores]}, ensure_ascii=False, indent=1))
+        except OSError as e:
+            fail(f"cannot write {args.json}: {e.strerror or e}")
+            return 1
+    return 1 if summary["failed"] else 0
+
+
+def transcribe_batch(transcriber, rows: list[Row], scores: list[FileScore], args: argparse.Namespace) -> float:
+    """Fill in the batch's hypotheses, durations and RTF (or errors); return the seconds spent transcribing."""
+    loaded = []
+    for row, score in zip(rows, scores):
+        try:
+            loaded.append((score, as_waveform(row.path)))
+        except DistilWhisperError as e:  # its message names the file
+            score.error = str(e)
+        except Exception as e:  # noqa: BLE001 - a file that cannot be read (out of memory...) fails alone
+            score.error = f"{row.path}: {describe(e)}"
+    if not loaded:
+        return 0.0
+    started = time.perf_counter()
+    try:
+        results = transcriber.transcribe([w for _, w in loaded], args.language, args.task, args.max_new_tokens,
+                                         batch_size=args.batch_size, chunk_length=args.chunk_length)  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error...: this batch fails, the next ones still run
+        for score, _ in loaded:
+            score.error = f"{score.file}: {describe(e)}"
+        return 0.0
+    elapsed = time.perf_counter() - started
+    rtf = elapsed / (sum(len(w) for _, w in loaded) / SAMPLE_RATE)
+    for (score, waveform), result in zip(loaded, results):
+        score.hypothesis, score.duration, score.rtf = result.text, len(waveform) / SAMPLE_RATE, rtf
+    return elapsed
+
+
+def table_row(score: FileScore, width: int) -> str:
+    if score.error is not None:
+        return f"{score.file:<{width}}  {'failed':>8}"
+    wer = "-" if score.wer is None else f"{score.wer:.2f}"  # "-": an empty reference, left out of the WER
+    return f"{score.file:<{width}}  {score.duration:8.2f}  {score.rtf:6.3f}  {wer:>6}"
+
+
+def summarize(scores: list[FileScore], processing: float) -> dict:
+    done = [s for s in scores if s.error is None]
+    audio = sum(s.duration or 0.0 for s in done)
+    references = [s.normalized_reference or "" for s in done]
+    return {
+        "wer": corpus_wer(references, [s.normalized_hypothesis or "" for s in done]),
+        "scored": sum(1 for r in references if r),
+        "empty_references": sum(1 for r in references if not r),
+        "failed": len(scores) - len(done),
+        "reference_words": sum(len(r.split()) for r in references),
+        "audio_seconds": audio,
+        "processing_seconds": processing,
+        "rtf": processing / audio if audio else None,
+    }
+
+
+def summary_line(summary: dict) -> str:
+    wer = "no file with a reference" if summary["wer"] is None else f"{summary['wer']:.2f}%"
+    line = f"WER {wer} over {summary['scored']} files ({summary['reference_words']} reference words)"
+    if summary["empty_references"]:
+        line += f", {summary['empty_references']} with an empty reference left out"
+    if summary["failed"]:
+        line += f", {summary['failed']} failed"
+    if summary["rtf"] is not None:
+        line += f"; {summary['audio_seconds']:.1f} s of audio in {summary['processing_seconds']:.1f} s, RTF {summary['rtf']:.3f}"
+    return line
+
+
+if __name__ == "__main__":
+    sys.exit(main())
