@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         english = args.language is None or language_code(args.language) == "en"
         model_dir = resolve_model_dir(args.model)
         normalize = EnglishTextNormalizer(load_spelling_map(model_dir)) if english else basic_normalize
-        transcriber = load_model(model_dir, device=args.device, dtype=args.dtype)
+        transcriber = load_model(model_dir, device=args.device, dtype=args.dtype, compile=args.compile, assistant=args.assistant)
         transcriber.prompt(args.language, args.task, args.max_new_tokens)  # bad options fail before any work
     except Exception as e:  # noqa: BLE001 - a bad manifest or a model that does not load is one line
         fail(describe(e))
