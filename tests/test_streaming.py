@@ -270,3 +270,31 @@ def test_bad_files_are_one_line_errors_before_any_decoding(decoder, tmp_path, ma
     with pytest.raises(DistilWhisperError, match=says) as error:
         open_audio(path)
     assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+# --- silence and noise, whisper-base -------------------------------------------------------------------------------
+
+# No oracle here but bounds: silence must come out empty (every chunk's no-speech probability is above 0.6), and
+# noise in bounded time, at most max_new_tokens per chunk. Ten minutes of silence is 60 chunks; noise is two minutes
+# (12 chunks): Whisper hallucinates on noise, each chunk until max_new_tokens, so 10 minutes would cost 5x for nothing
+# that 2 do not already show.
+
+
+@pytest.fixture(scope="module")
+def base_model():
+    return load_model(BASE_MODEL, device="cpu", dtype="float32")
+
+
+@needs_shared
+def test_ten_minutes_of_digital_silence_is_empty(base_model, tmp_path):
+    path = write_wav(tmp_path / "silence.wav", np.zeros(600 * SAMPLE_RATE, np.float32))
+    result = base_model.transcribe(path, language="en", max_new_tokens=32)
+    assert (result.text, result.tokens, result.truncated) == ("", [], False)
+
+
+@needs_shared
+def test_white_noise_finishes_with_at_most_max_new_tokens_per_chunk(base_model, tmp_path):
+    path = write_wav(tmp_path / "noise.wav", np.random.default_rng(0).uniform(-0.5, 0.5, 120 * SAMPLE_RATE).astype(np.float32))
+    result = base_model.transcribe(path, language="en", max_new_tokens=32)
+    assert len(result.tokens) <= len(chunk_audio(120 * SAMPLE_RATE)) * 32
+    assert all(token < 50257 for token in result.tokens)  # text only
