@@ -191,10 +191,9 @@ class Transcriber:
     def default_batch_size(self) -> int:
         """What batch_size=None means: 16 windows on a GPU, 8 on the CPU.
 
-        On the CPU the encoder's cost grows with the batch; batching pays only in the decoder loop, whose
-        per-step overhead 8 windows mostly amortise (base, 2 cores: 8 is within a few % of 16, and a third
-        faster than 4 in long-form). A GPU needs more windows to fill it: 16 is where distil-large-v2 in fp16
-        on an H100 gets most of 32's throughput in less memory. See the README.
+        On the CPU the encoder's work grows with the batch, so batching pays only in the decoder loop's per-step
+        overhead, which 8 windows mostly amortise (the default before there was a choice); a GPU needs more windows
+        to keep it busy, and 16 is what Distil-Whisper's long-form recipe uses. bench/long_form.py measures others.
         """
         return 16 if self.device.type == "cuda" else 8
 
