@@ -107,8 +107,7 @@ def child(args) -> None:
             latencies.append(time.perf_counter() - start)
         files.append({"file": Path(path).name, "audio_s": len(samples) / SAMPLE_RATE,
                       "latency_s": statistics.median(latencies), "tokens": tokens})  # fmt: skip
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"engine": args.child, "load_s": load_s, "peak_rss_mib": peak_mib, "files": files}))
+    print(json.dumps({"engine": args.child, "load_s": load_s, "peak_rss_mib": peak_rss_mib(), "files": files}))
 
 
 def summarize(result: dict) -> dict:
@@ -136,13 +135,7 @@ def main() -> None:
     args.threads = args.threads or torch.get_num_threads()
     passthrough = ["--model", args.model, "--runs", str(args.runs), "--max-new-tokens", str(args.max_new_tokens),
                    "--threads", str(args.threads), "--audio", *args.audio]
-    rows = []
-    for engine in args.engines:
-        proc = subprocess.run([sys.executable, __file__, "--child", engine, *passthrough], capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"{engine}: failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
-            continue
-        rows.append(summarize(json.loads(proc.stdout.strip().splitlines()[-1])))
+    rows = [summarize(result) for engine in args.engines if (result := run_child(__file__, engine, passthrough))]
     baseline = next((r["total_latency_s"] for r in rows if r["engine"] == "transformers"), None)
     for row in rows:
         row["speedup_vs_transformers"] = baseline / row["total_latency_s"] if baseline else None
@@ -155,18 +148,46 @@ def main() -> None:
         speedup = f"{r['speedup_vs_transformers']:.2f}x" if r["speedup_vs_transformers"] else "-"
         print(f"{r['engine']:<16}{r['median_latency_s']:>10.3f}{r['total_latency_s']:>10.2f}{r['rtf']:>8.3f}"
               f"{r['tokens_per_s']:>8.1f}{r['peak_rss_mib']:>10.0f}{r['load_s']:>8.2f}{speedup:>8}")  # fmt: skip
-    versions = {"torch": torch.__version__, "python": sys.version.split()[0]}
+    report = {"benchmark": "short_form", "device": "cpu", "dtype": "float32", "threads": args.threads,
+              "model": args.model, "files": len(args.audio), "runs": args.runs, "versions": versions(), "results": rows}  # fmt: skip
+    emit(report, args.json)
+
+
+# --- shared with long_form.py ---------------------------------------------------------------------------------
+
+
+def run_child(script: str, engine: str, passthrough: list[str]) -> dict | None:
+    """`script --child engine ...` in its own process (so its peak memory is its own): its last stdout line, as JSON;
+    None, with the reason on stderr, when it failed."""
+    proc = subprocess.run([sys.executable, script, "--child", engine, *passthrough], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"{engine}: failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def versions() -> dict:
+    import torch
+
+    found = {"torch": torch.__version__, "python": sys.version.split()[0]}
     for name in ("transformers", "faster_whisper", "ctranslate2"):
         try:
-            versions[name] = __import__(name).__version__
+            found[name] = __import__(name).__version__
         except ImportError:
             pass
-    report = {"benchmark": "short_form", "device": "cpu", "dtype": "float32", "threads": args.threads,
-              "model": args.model, "files": len(args.audio), "runs": args.runs, "versions": versions, "results": rows}  # fmt: skip
+    return found
+
+
+def emit(report: dict, json_path: str | None) -> None:
+    """The report as the table's last line, and into `json_path` when given."""
     print(json.dumps(report))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

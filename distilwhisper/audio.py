@@ -1,4 +1,8 @@
-"""Audio file (or its bytes) -> 16 kHz mono samples -> the log-Mel spectrogram Whisper's encoder was trained on."""
+"""Audio file (or its bytes) -> 16 kHz mono samples -> the log-Mel spectrogram Whisper's encoder was trained on.
+
+Files are decoded a block at a time (`stream_audio`): `load_audio` joins the blocks, long-form transcription
+reads them as it goes, so its memory does not grow with the length of the file.
+"""
 
 import io
 import itertools
@@ -8,7 +12,10 @@ import shutil
 import struct
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -28,6 +35,8 @@ N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 frames in a mel spectrogram input
 _WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 _MIN_RATE, _MAX_RATE = 1000, 384000  # sample rates the built-in resampler takes
 _OTHER_DECODERS = "ffmpeg on PATH or PyAV (pip install 'distilwhisper[audio]')"
+# Decoders hand samples on about this many seconds at a time: a long-form chunk's worth, few enough calls.
+_BLOCK_SECONDS = 10.0
 
 _ZEROS = 32  # sinc zero crossings each side: flat to 3.4 kHz even from 8 kHz telephone audio
 # The resampler's memory, whatever the rates and however long the audio: at most this many filter taps at once
@@ -36,11 +45,38 @@ _ZEROS = 32  # sinc zero crossings each side: flat to 3.4 kHz even from 8 kHz te
 _MAX_TAPS, _BLOCK_OUTPUTS = 1 << 20, 1 << 16
 
 
+@dataclass
+class AudioStream:
+    """A file's 16 kHz samples as float32 blocks, read from the file as they are asked for; iterate it once.
+
+    `duration` is the length in seconds that the file's header or metadata gives (None when it gives none):
+    an estimate for progress reports, never used to cut the audio.
+    """
+
+    name: str
+    blocks: Iterator[np.ndarray]
+    duration: float | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.blocks
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode an audio file to float32 mono samples in [-1, 1] at `sample_rate`.
 
     The ffmpeg executable reads any format when it is on PATH, else PyAV (`pip install distilwhisper[audio]`)
     when it is installed; without either only WAV files can be read, by a built-in reader.
+    """
+    return np.concatenate(list(stream_audio(path, sample_rate)))
+
+
+def stream_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """load_audio a block at a time: float32 blocks of about 10 s whose concatenation is exactly load_audio's
+    samples, each decoded when it is asked for (ffmpeg's output read from a pipe, a WAV file read a block at a
+    time, PyAV frame by frame), so memory holds a block or two whatever the length of the file.
+
+    A missing file is an error at once; a file that cannot be decoded, at the first block; a decoder that
+    fails part-way (ffmpeg exiting with an error), at the block where it failed.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -54,29 +90,66 @@ def decode_audio(data: bytes | bytearray, name: str = "bytes input", sample_rate
     """load_audio for a file's bytes held in memory (standard input, a download...); `name` stands for it in messages."""
     if not data:
         raise DistilWhisperError(f"{name} is empty: no bytes to decode")
-    return _decode(data, name, sample_rate)
+    return np.concatenate(list(_decode(data, name, sample_rate)))
+
+
+def audio_duration(path: str | os.PathLike) -> float | None:
+    """A file's length in seconds as its WAV header, else ffprobe, else PyAV's metadata gives it; None when
+    none does. Cheap (no decoding), and only as exact as the file's own bookkeeping: for progress reports."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            return _wav_header(f, path).duration
+    except (OSError, DistilWhisperError):
+        pass  # not a WAV file the built-in reader takes: ask the others
+    if shutil.which("ffprobe"):
+        cmd = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            return float(result.stdout.strip()) if result.returncode == 0 else None
+        except ValueError:  # "N/A": a format that does not say
+            return None
+    if (av := _pyav()) is not None:
+        try:
+            with av.open(path, metadata_errors="ignore") as container:
+                return container.duration / av.time_base if container.duration else None
+        except av.error.FFmpegError:
+            return None
+    return None
 
 
 def resample(audio: np.ndarray, orig_rate: int, name: str) -> np.ndarray:
     """float32 samples at `orig_rate` (1 kHz to 384 kHz) -> 16 kHz, as the built-in WAV reader resamples files."""
     _check_rate(orig_rate, name)
-    return audio if orig_rate == SAMPLE_RATE else _resample(audio, orig_rate, SAMPLE_RATE)
+    if orig_rate == SAMPLE_RATE:
+        return audio
+    resampler = _Resampler(orig_rate, SAMPLE_RATE)
+    return np.concatenate([resampler.feed(audio), resampler.flush()])
 
 
-def _decode(source: str | bytes | bytearray, name: str, sample_rate: int) -> np.ndarray:
+def _decode(source: str | bytes | bytearray, name: str, sample_rate: int) -> Iterator[np.ndarray]:
     """A path (str) or a file's bytes, through the first decoder there is: ffmpeg, PyAV, the built-in WAV reader."""
     if shutil.which("ffmpeg"):
-        audio = _decode_ffmpeg(source, name, sample_rate)
+        blocks = _stream_ffmpeg(source, name, sample_rate)
     elif (av := _pyav()) is not None:
-        audio = _decode_pyav(av, source, name, sample_rate)
+        blocks = _stream_pyav(av, source, name, sample_rate)
     else:
-        audio = _read_wav(source, name, sample_rate)
-    if audio.size == 0:
+        blocks = _stream_wav(source, name, sample_rate)
+    return _not_empty(blocks, name)
+
+
+def _not_empty(blocks: Iterator[np.ndarray], name: str) -> Iterator[np.ndarray]:
+    """The blocks that hold samples; a file that gives none at all is an error."""
+    empty = True
+    for block in blocks:
+        if block.size:
+            empty = False
+            yield block
+    if empty:
         raise DistilWhisperError(f"{name} contains no audio samples")
-    return audio
 
 
-def _decode_ffmpeg(source: str | bytes | bytearray, name: str, sample_rate: int) -> np.ndarray:
+def _stream_ffmpeg(source: str | bytes | bytearray, name: str, sample_rate: int) -> Iterator[np.ndarray]:
     if not isinstance(source, str):
         # Bytes go through a file, not a pipe: ffmpeg cannot seek in a pipe, and reads no samples (exit status 0)
         # from an MP4/M4A whose index comes after its samples, as ffmpeg itself writes them.
@@ -84,16 +157,25 @@ def _decode_ffmpeg(source: str | bytes | bytearray, name: str, sample_rate: int)
             path = os.path.join(folder, "audio")
             with open(path, "wb") as f:
                 f.write(source)
-            return _decode_ffmpeg(path, name, sample_rate)
+            yield from _stream_ffmpeg(path, name, sample_rate)
+        return
     # ffmpeg downmixes and resamples too; 16-bit output is all the precision Whisper needs.
     cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", source,
            "-f", "s16le", "-ac", "1", "-acodec", "pcm_s16le", "-ar", str(sample_rate), "-"]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True)
-    if result.returncode != 0:
-        # ffmpeg's last stderr line is the reason ("<input>: Invalid data found when processing input", ...)
-        lines = result.stderr.decode(errors="replace").strip().splitlines() or ["unknown error"]
-        raise DistilWhisperError(f"could not decode {name} with ffmpeg: {lines[-1].removeprefix(f'{source}: ')}")
-    return _from_s16(result.stdout)
+    block_bytes = 2 * round(_BLOCK_SECONDS * sample_rate)
+    # stderr goes to a file, not a pipe: nobody reads it until the end, and a full pipe would stall ffmpeg.
+    with tempfile.TemporaryFile() as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log) as ffmpeg:
+        try:
+            while pcm := ffmpeg.stdout.read(block_bytes):
+                yield _from_s16(pcm[: len(pcm) // 2 * 2])
+        except BaseException:  # the reader stopped early (an error, Ctrl-C, a closed generator): stop ffmpeg too
+            ffmpeg.kill()
+            raise
+        if ffmpeg.wait() != 0:
+            # ffmpeg's last stderr line is the reason ("<input>: Invalid data found when processing input", ...)
+            log.seek(0)
+            lines = log.read().decode(errors="replace").strip().splitlines() or ["unknown error"]
+            raise DistilWhisperError(f"could not decode {name} with ffmpeg: {lines[-1].removeprefix(f'{source}: ')}")
 
 
 def _pyav():
@@ -105,42 +187,59 @@ def _pyav():
     return av
 
 
-def _decode_pyav(av, source: str | bytes | bytearray, name: str, sample_rate: int) -> np.ndarray:
+def _stream_pyav(av, source: str | bytes | bytearray, name: str, sample_rate: int) -> Iterator[np.ndarray]:
     # The same conversion as the ffmpeg command: libswresample to 16-bit mono at `sample_rate`.
     resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+    block_bytes, pending = 2 * round(_BLOCK_SECONDS * sample_rate), []
     try:
         with av.open(source if isinstance(source, str) else io.BytesIO(source), metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise DistilWhisperError(f"could not decode {name} with PyAV: it has no audio stream")
             frames = itertools.chain(container.decode(container.streams.audio[0]), [None])  # None flushes the resampler
-            pcm = b"".join(out.to_ndarray().tobytes() for frame in frames for out in resampler.resample(frame))
+            for frame in frames:  # frames are a few ms each: hand them on gathered into blocks
+                pending += [out.to_ndarray().tobytes() for out in resampler.resample(frame)]
+                if sum(map(len, pending)) >= block_bytes or frame is None:
+                    yield _from_s16(b"".join(pending))
+                    pending = []
     except av.error.FFmpegError as e:
         raise DistilWhisperError(f"could not decode {name} with PyAV: {e.strerror or e}") from None
-    return _from_s16(pcm)
 
 
 def _from_s16(pcm: bytes) -> np.ndarray:
     return np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
 
 
-def _read_wav(source: str | bytes | bytearray, name: str, sample_rate: int) -> np.ndarray:
-    # Parse RIFF chunks by hand: the stdlib `wave` module rejects float and WAVE_FORMAT_EXTENSIBLE files.
-    if isinstance(source, str):
-        try:
-            with open(source, "rb") as f:
-                source = f.read()
-        except OSError as e:
-            raise DistilWhisperError(f"cannot read {name}: {e.strerror}") from None
-    raw = memoryview(source)
-    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+@dataclass(frozen=True)
+class _WavHeader:
+    tag: int  # _WAVE_PCM or _WAVE_FLOAT (EXTENSIBLE resolved), else unsupported
+    channels: int
+    rate: int
+    block_align: int  # bytes per frame (all channels)
+    data_start: int  # file offset of the samples
+    data_bytes: int  # as far as the file holds them
+
+    @property
+    def duration(self) -> float:
+        return self.data_bytes // self.block_align / self.rate if self.block_align else 0.0
+
+
+def _wav_header(f: BinaryIO, name: str) -> _WavHeader:
+    """Parse RIFF chunks by hand (the stdlib `wave` module rejects float and WAVE_FORMAT_EXTENSIBLE files),
+    reading the headers only: the samples stay in the file."""
+    head = f.read(12)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         raise DistilWhisperError(f"could not decode {name}: not a WAV file, and other formats need {_OTHER_DECODERS}")
-    chunks, pos = {}, 12
-    while pos + 8 <= len(raw):
-        chunk_id, size = struct.unpack_from("<4sI", raw, pos)
-        # slicing clips a size that overruns the file, as streamed WAVs write it
-        chunks.setdefault(bytes(chunk_id), raw[pos + 8 : pos + 8 + size])
+    size_of_file = f.seek(0, io.SEEK_END)
+    fmt, data, pos = None, None, 12
+    while pos + 8 <= size_of_file and (fmt is None or data is None):
+        f.seek(pos)
+        chunk_id, size = struct.unpack("<4sI", f.read(8))
+        if chunk_id == b"fmt " and fmt is None:
+            fmt = f.read(min(size, 64))  # the fields we read are in its first 26 bytes
+        elif chunk_id == b"data" and data is None:
+            # a size that overruns the file (as streamed WAVs write it) stops at the end of the file
+            data = (pos + 8, min(size, size_of_file - pos - 8))
         pos += 8 + size + size % 2  # chunks are padded to an even length
-    fmt, data = chunks.get(b"fmt "), chunks.get(b"data")
     if fmt is None or data is None or len(fmt) < 16:
         raise DistilWhisperError(f"could not decode {name}: corrupt WAV file (missing fmt or data chunk)")
     tag, channels, rate, _, block_align, _ = struct.unpack_from("<HHIIHH", fmt)
@@ -148,29 +247,52 @@ def _read_wav(source: str | bytes | bytearray, name: str, sample_rate: int) -> n
         tag = struct.unpack_from("<H", fmt, 24)[0]
     if channels == 0 or rate == 0:
         raise DistilWhisperError(f"could not decode {name}: corrupt WAV file ({channels} channels at {rate} Hz)")
-    _check_rate(rate, f"could not decode {name}")  # before decoding: a wild rate would size the resampler
-    width = block_align // channels  # container bytes per sample; 20-bit audio lives in 3 bytes
-    count = len(data) // block_align * channels if block_align else 0  # whole frames only
+    return _WavHeader(tag, channels, rate, block_align, *data)
 
+
+def _stream_wav(source: str | bytes | bytearray, name: str, sample_rate: int) -> Iterator[np.ndarray]:
+    if isinstance(source, str):
+        try:
+            f = open(source, "rb")
+        except OSError as e:
+            raise DistilWhisperError(f"cannot read {name}: {e.strerror}") from None
+    else:
+        f = io.BytesIO(source)
+    with f:
+        header = _wav_header(f, name)
+        _check_rate(header.rate, f"could not decode {name}")  # before decoding: a wild rate would size the resampler
+        width = header.block_align // header.channels  # container bytes per sample; 20-bit audio lives in 3 bytes
+        if not (header.tag == _WAVE_PCM and width in (1, 2, 3, 4) or header.tag == _WAVE_FLOAT and width in (4, 8)):
+            raise DistilWhisperError(
+                f"could not decode {name}: unsupported WAV encoding (format tag {header.tag:#06x}, {8 * width}-bit), "
+                f"which needs {_OTHER_DECODERS}"
+            )
+        resampler = _Resampler(header.rate, sample_rate) if header.rate != sample_rate else None
+        f.seek(header.data_start)
+        left, block_bytes = header.data_bytes, max(1, round(_BLOCK_SECONDS * header.rate)) * header.block_align
+        while left >= header.block_align:
+            data = f.read(min(left, block_bytes))
+            left -= len(data)
+            audio = _wav_samples(data, header.tag, width, header.channels, header.block_align)
+            # ffmpeg's 16-bit output clips; do the same so float WAVs and resampling overshoot stay in range
+            yield np.clip(resampler.feed(audio) if resampler else audio, -1.0, 1.0)
+        if resampler:
+            yield np.clip(resampler.flush(), -1.0, 1.0)
+
+
+def _wav_samples(data: bytes, tag: int, width: int, channels: int, block_align: int) -> np.ndarray:
+    """The whole frames in `data` as float32 mono samples."""
+    count = len(data) // block_align * channels
     if tag == _WAVE_PCM and width == 1:  # 8-bit PCM is the one unsigned format
         audio = (np.frombuffer(data, np.uint8, count).astype(np.float32) - 128.0) / 128.0
-    elif tag == _WAVE_PCM and width in (2, 3, 4):
+    elif tag == _WAVE_PCM:
         # Put each sample in the top bytes of an int32 so one view reads 16-, 24- and 32-bit PCM alike.
         padded = np.zeros((count, 4), np.uint8)
         padded[:, 4 - width :] = np.frombuffer(data, np.uint8, count * width).reshape(count, width)
         audio = padded.view("<i4")[:, 0].astype(np.float32) / 2.0**31
-    elif tag == _WAVE_FLOAT and width in (4, 8):
-        audio = np.frombuffer(data, f"<f{width}", count).astype(np.float32)
     else:
-        raise DistilWhisperError(
-            f"could not decode {name}: unsupported WAV encoding (format tag {tag:#06x}, {8 * width}-bit), "
-            f"which needs {_OTHER_DECODERS}"
-        )
-    audio = audio.reshape(-1, channels).mean(axis=1)
-    if rate != sample_rate:
-        audio = _resample(audio, rate, sample_rate)
-    # ffmpeg's 16-bit output clips; do the same so float WAVs and resampling overshoot stay in range
-    return np.clip(audio, -1.0, 1.0)
+        audio = np.frombuffer(data, f"<f{width}", count).astype(np.float32)
+    return audio.reshape(-1, channels).mean(axis=1)
 
 
 def _check_rate(rate: int, context: str) -> None:
@@ -180,43 +302,80 @@ def _check_rate(rate: int, context: str) -> None:
         )
 
 
-def _resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """Band-limited resampling with a Hann-windowed sinc: torchaudio.functional.resample's algorithm, longer filter.
+class _Resampler:
+    """Band-limited resampling with a Hann-windowed sinc: torchaudio.functional.resample's algorithm, longer filter,
+    fed the input a block at a time.
 
-    Output k interpolates the input around position k * orig_rate / new_rate, a block of outputs at a time,
-    so memory stays bounded however long the audio and whatever the rates.
+    Output k interpolates the input around position k * orig_rate / new_rate. Outputs are computed in fixed
+    blocks (the same ones however the input arrives), each once all the input its filter reaches is there, so
+    resampling a file block by block gives exactly the samples that resampling it whole gives, and memory stays
+    bounded however long the audio and whatever the rates.
     """
-    g = math.gcd(orig_rate, new_rate)
-    orig, new = orig_rate // g, new_rate // g
-    # Cut off just below the lower Nyquist frequency, leaving room for the filter's transition band;
-    # as a fraction of the input's Nyquist frequency, the unit of torch.sinc's argument.
-    cutoff = 0.99 * min(orig, new) / orig
-    half = math.ceil(_ZEROS / cutoff)  # the filter reaches this many input samples either side of a position
-    length = math.ceil(len(audio) * new / orig)
-    x = F.pad(torch.from_numpy(audio), (half, half + orig))  # x[half + i] is input sample i
-    out = torch.empty(length)  # filled in place: per-block pieces would fragment the heap between blocks
-    if new * (2 * half + orig) <= _MAX_TAPS:
-        # Positions repeat their fractional part every `new` outputs (every `orig` inputs): one kernel per phase,
-        # kernel j interpolating at input offset j * orig / new, and one strided convolution applies them all.
-        offsets = torch.arange(-half, half + orig, dtype=torch.float64)
-        kernels = _windowed_sinc(offsets - torch.arange(new, dtype=torch.float64)[:, None] * orig / new, cutoff)
-        groups = max(1, _BLOCK_OUTPUTS // new)  # of `new` outputs, per block
-        for first in range(0, length, groups * new):
-            start = first // new * orig
-            block = x[start : start + (groups - 1) * orig + len(offsets)]
-            phases = F.conv1d(block[None, None], kernels[:, None], stride=orig)[0]  # (new, groups)
-            out[first : first + groups * new] = phases.T.reshape(-1)[: length - first]
-    else:
-        # Rates with large coprime parts have too many phases for a table (16000 kernels of 11193 taps for
-        # 11127 Hz): compute each output's taps from its own position instead.
-        taps = torch.arange(1 - half, half + 1, dtype=torch.float32)  # input offsets from a position's integer part
-        windows = x[1:].unfold(0, len(taps), 1)  # windows[i]: the input samples that taps reach from position i
-        step = max(1, _MAX_TAPS // len(taps))
-        for first in range(0, length, step):
-            scaled = torch.arange(first, min(first + step, length)) * orig  # positions times `new`: exact integers
-            index, fraction = scaled // new, scaled % new / new
-            out[first : first + step] = (windows[index] * _windowed_sinc(taps - fraction[:, None], cutoff)).sum(1)
-    return out.numpy()
+
+    def __init__(self, orig_rate: int, new_rate: int):
+        g = math.gcd(orig_rate, new_rate)
+        self.orig, self.new = orig_rate // g, new_rate // g
+        # Cut off just below the lower Nyquist frequency, leaving room for the filter's transition band;
+        # as a fraction of the input's Nyquist frequency, the unit of torch.sinc's argument.
+        self.cutoff = 0.99 * min(self.orig, self.new) / self.orig
+        self.half = math.ceil(_ZEROS / self.cutoff)  # the filter reaches this many input samples either side of a position
+        self.kernels = None
+        if self.new * (2 * self.half + self.orig) <= _MAX_TAPS:
+            # Positions repeat their fractional part every `new` outputs (every `orig` inputs): one kernel per phase,
+            # kernel j interpolating at input offset j * orig / new, and one strided convolution applies them all.
+            offsets = torch.arange(-self.half, self.half + self.orig, dtype=torch.float64)
+            self.kernels = _windowed_sinc(offsets - torch.arange(self.new, dtype=torch.float64)[:, None] * self.orig / self.new, self.cutoff)
+            self.block = max(1, _BLOCK_OUTPUTS // self.new) * self.new  # outputs per block
+        else:
+            # Rates with large coprime parts have too many phases for a table (16000 kernels of 11193 taps for
+            # 11127 Hz): compute each output's taps from its own position instead.
+            self.taps = torch.arange(1 - self.half, self.half + 1, dtype=torch.float32)  # offsets from a position's integer part
+            self.block = max(1, _MAX_TAPS // len(self.taps))
+        self.inputs = 0  # samples fed so far
+        self.done = 0  # outputs computed so far
+        self.start = 0  # x[start:] is kept, where x is the input with `half` zeros before it (x[half + i] is input i)
+        self.kept = torch.zeros(self.half)
+
+    def feed(self, audio: np.ndarray) -> np.ndarray:
+        """The outputs that `audio`, appended to the input so far, completes."""
+        self.inputs += len(audio)
+        self.kept = torch.cat([self.kept, torch.from_numpy(np.ascontiguousarray(audio, np.float32))])
+        return self._run(None)
+
+    def flush(self) -> np.ndarray:
+        """The remaining outputs, the input ended: ceil(inputs * new_rate / orig_rate) outputs in all."""
+        self.kept = F.pad(self.kept, (0, self.half + self.orig))
+        return self._run(math.ceil(self.inputs * self.new / self.orig))
+
+    def _reach(self, first: int, stop: int) -> tuple[int, int]:
+        """x[lo:hi]: the input that outputs first..stop-1 read."""
+        if self.kernels is not None:
+            lo = first // self.new * self.orig
+            return lo, lo + (stop - first - 1) // self.new * self.orig + self.kernels.shape[1]
+        return 1 + first * self.orig // self.new, 1 + (stop - 1) * self.orig // self.new + len(self.taps)
+
+    def _run(self, length: int | None) -> np.ndarray:
+        """Whole blocks while their input is there; with the input's `length` known, up to it (a last short block)."""
+        blocks = []
+        while length is None or self.done < length:
+            first = self.done
+            stop = first + self.block if length is None else min(first + self.block, length)
+            lo, hi = self._reach(first, first + self.block)
+            if length is None and hi > self.start + len(self.kept):
+                break  # the filter reaches past the input so far
+            x = self.kept[lo - self.start : hi - self.start]
+            if self.kernels is not None:
+                phases = F.conv1d(x[None, None], self.kernels[:, None], stride=self.orig)[0]  # (new, block // new)
+                blocks.append(phases.T.reshape(-1)[: stop - first])
+            else:
+                scaled = torch.arange(first, stop) * self.orig  # positions times `new`: exact integers
+                index, fraction = scaled // self.new - (lo - 1), scaled % self.new / self.new
+                windows = x.unfold(0, len(self.taps), 1)  # windows[i]: the input samples taps reach from position lo - 1 + i
+                blocks.append((windows[index] * _windowed_sinc(self.taps - fraction[:, None], self.cutoff)).sum(1))
+            self.done = stop
+            next_lo = self._reach(stop, stop + 1)[0]
+            self.kept, self.start = self.kept[next_lo - self.start :], next_lo
+        return torch.cat(blocks).numpy() if blocks else np.zeros(0, np.float32)
 
 
 def _windowed_sinc(offsets: torch.Tensor, cutoff: float) -> torch.Tensor:

@@ -10,12 +10,12 @@ import os
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
-from .audio import N_SAMPLES
 from .errors import DistilWhisperError, first_line
 from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples
-from .transcribe import DEFAULT_BATCH_SIZE, DTYPES, Transcriber, Transcription, as_waveform, load_model
+from .transcribe import DTYPES, Progress, Transcriber, Transcription, as_waveform, is_short, load_model, open_audio
 from .version import __version__
 from .weights import MODEL_NAMES
 
@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: when there are several inputs)")
     parser.add_argument("--no-filename", dest="with_filename", action="store_false", default=None,
                         help="print the text alone, as grep -h does (default: when there is one input)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar on stderr for long inputs (default: one is drawn when stderr is a terminal)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -77,8 +79,8 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
                         help="tokens per input at most (default: the checkpoint's max_length, at most what the decoder "
                              "holds after the prompt: 444 of 448 positions)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
-                        help="files, or chunks of a long file, decoded together (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="files, or chunks of a long file, decoded together (default: 8 on the CPU, 16 on a GPU)")
     parser.add_argument("--chunk-length", type=float, default=DEFAULT_CHUNK_LENGTH, metavar="SECONDS",
                         help="audio longer than 30 s is transcribed in chunks this long (at most 30), overlapping by "
                              "a sixth of it on each side, stitched where the overlaps agree (default: %(default)s)")
@@ -96,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def check_transcription_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse, as argparse refuses a bad option (usage, one line, status 2), what add_transcription_options can't."""
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     try:
         chunk_samples(args.chunk_length)
@@ -174,30 +176,61 @@ def drop_clashing_outputs(sources: list[str], args: argparse.Namespace) -> list[
     return kept
 
 
+def progress_bar(name: str) -> Progress:
+    """transcribe's progress callback, drawing `name: [######              ] 12/40 chunks, 31.2 audio s/s` in place
+    on stderr (a count alone when the total is unknown). The caller erases it with `erase_progress()`."""
+    started = time.monotonic()
+
+    def draw(done: int, total: int | None, seconds: float) -> None:
+        rate = seconds / max(time.monotonic() - started, 1e-9)
+        count = f"[{'#' * (20 * min(done, total) // total):<20}] {done}/{total}" if total else str(done)
+        print(f"\r{name}: {count} chunks, {rate:.1f} audio s/s\033[K", end="", file=sys.stderr, flush=True)
+
+    return draw
+
+
+def erase_progress() -> None:
+    print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
 def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argparse.Namespace) -> int:
-    """Transcribe the files that load, write or print each result; return how many files failed."""
+    """Transcribe the files that load, write or print each result; return how many files failed.
+
+    The short files are decoded together; each long one alone, read as it is decoded, with its own progress
+    bar, so that a file failing part-way (ffmpeg exiting with an error) fails alone.
+    """
     loaded = []
     for source in sources:
         try:  # standard input is read here, so that it fails alone like any file (main lets "-" in once)
-            audio = as_waveform(sys.stdin.buffer.read(), input_name(source)) if source == STDIN else as_waveform(source)
+            audio = as_waveform(sys.stdin.buffer.read(), input_name(source)) if source == STDIN else open_audio(source)
             loaded.append((source, audio))
         except DistilWhisperError as e:  # its message names the file
             fail(str(e))
         except Exception as e:  # noqa: BLE001 - a file that cannot be read (out of memory...) fails alone
             fail(f"{input_name(source)}: {describe(e)}")
-    if not loaded:
-        return len(sources)
-    names, waveforms = zip(*loaded)
-    try:
-        results = transcriber.transcribe(list(waveforms), args.language, args.task, args.max_new_tokens,
-                                         batch_size=args.batch_size, chunk_length=args.chunk_length)
-    except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error...: this batch fails, the next ones still run
-        for source in names:
-            fail(f"{input_name(source)}: {describe(e)}")
-        return len(sources)
-    failures = len(sources) - len(loaded)
-    for source, waveform, result in zip(names, waveforms, results):
-        if result.truncated and len(waveform) > N_SAMPLES:
+    options = dict(language=args.language, task=args.task, max_new_tokens=args.max_new_tokens,
+                   batch_size=args.batch_size, chunk_length=args.chunk_length)  # fmt: skip
+    short = [i for i, (_, audio) in enumerate(loaded) if is_short(audio)]
+    groups = [short] + [[i] for i, (_, audio) in enumerate(loaded) if not is_short(audio)]
+    failures, results = len(sources) - len(loaded), {}
+    for group in filter(None, groups):
+        show_progress = not args.quiet and sys.stderr.isatty() and group is not short
+        try:
+            progress = progress_bar(input_name(loaded[group[0]][0])) if show_progress else None
+            transcripts = transcriber.transcribe([loaded[i][1] for i in group], progress=progress, **options)
+            results.update(zip(group, transcripts))
+        except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error, a file failing part-way: the others still run
+            for i in group:
+                fail(f"{input_name(loaded[i][0])}: {describe(e)}")
+            failures += len(group)
+        finally:
+            if show_progress:
+                erase_progress()
+    for i, (source, audio) in enumerate(loaded):
+        if i not in results:
+            continue
+        result = results[i]
+        if result.truncated and not is_short(audio):
             warn(f"{input_name(source)}: some chunk's transcript was cut at --max-new-tokens before its end")
         elif result.truncated:
             warn(f"{input_name(source)}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
@@ -236,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         transcriber = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile, assistant=args.assistant)
         transcriber.prompt(args.language, args.task, args.max_new_tokens)  # bad options fail before any work
+        args.batch_size = args.batch_size or transcriber.default_batch_size
     except Exception as e:  # noqa: BLE001 - a model that does not load or fit is one line, not a traceback
         fail(describe(e))
         return 2

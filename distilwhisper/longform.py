@@ -9,16 +9,19 @@
 3. Stitch the chunks' tokens where their overlaps agree (`stitch`).
 
 Without timestamps the strides only shape the chunks: stitching looks at tokens alone. (With timestamps,
-to come, they also shift each chunk's times.) The whole waveform is held in memory; streaming the chunks
-from the file, so memory stays bounded whatever the length, is a later step.
+to come, they also shift each chunk's times.) A file is read as the chunks need it (`stream_chunks`): memory
+holds a chunk or two of samples and one batch of windows, whatever the length of the file.
 """
 
+import itertools
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from .audio import CHUNK_LENGTH, SAMPLE_RATE, pad_or_trim
+from .audio import CHUNK_LENGTH, SAMPLE_RATE, AudioStream, pad_or_trim
 from .errors import DistilWhisperError
 
 DEFAULT_CHUNK_LENGTH = 15.0  # seconds: Distil-Whisper's recommendation for its chunked algorithm
@@ -60,14 +63,54 @@ def chunk_audio(n_samples: int, chunk_length: float = DEFAULT_CHUNK_LENGTH, stri
     chunk, stride = chunk_samples(chunk_length, stride_length)
     chunks = []
     for start in range(0, n_samples, chunk - 2 * stride):
-        stop = min(start + chunk, n_samples)
-        is_last = start + chunk >= n_samples
-        left = 0 if start == 0 else stride
-        if stop - start > left:  # always true for the pipeline's own rounding; kept to match it exactly
-            chunks.append(Chunk(start, stop, left, 0 if is_last else stride))
+        piece, is_last = chunk_at(start, n_samples, chunk, stride)
+        if piece is not None:
+            chunks.append(piece)
         if is_last:
             break
     return chunks
+
+
+def chunk_at(start: int, n_samples: int, chunk: int, stride: int) -> tuple[Chunk | None, bool]:
+    """The chunk that starts at `start`, and whether it is the last, for audio of `n_samples` samples; or for
+    audio of which more than `start + chunk` samples have been read so far, its end still unknown.
+
+    None for a last chunk that holds nothing but its left stride: never, with the pipeline's own rounding,
+    but kept so that the chunks are the pipeline's exactly.
+    """
+    stop = min(start + chunk, n_samples)
+    is_last = start + chunk >= n_samples
+    left = 0 if start == 0 else stride
+    return (Chunk(start, stop, left, 0 if is_last else stride) if stop - start > left else None), is_last
+
+
+def stream_chunks(
+    blocks: Iterable[np.ndarray], chunk_length: float = DEFAULT_CHUNK_LENGTH, stride_length: float | None = None
+) -> Iterator[tuple[Chunk, np.ndarray]]:
+    """`chunk_audio`'s chunks and their samples, from samples arriving in blocks of any size: the length is
+    not known until the blocks end, so each chunk is cut once one sample past its end has been read (or the
+    blocks have ended), which is enough to tell whether it is the last. Holds one chunk and a block or so.
+    """
+    chunk, stride = chunk_samples(chunk_length, stride_length)
+    blocks = iter(blocks)
+    held, offset, ended = np.zeros(0, np.float32), 0, False  # held: samples offset.. of the audio
+    start = 0
+    while True:
+        arrived = []
+        while not ended and offset + len(held) + sum(map(len, arrived)) <= start + chunk:
+            block = next(blocks, None)
+            ended = block is None
+            arrived += [] if ended else [block]
+        held = np.concatenate([held, *arrived]) if arrived else held
+        if start >= offset + len(held):  # no audio at all: chunk_audio(0) is no chunks either
+            return
+        piece, is_last = chunk_at(start, offset + len(held), chunk, stride)
+        if piece is not None:
+            yield piece, held[piece.start - offset : piece.stop - offset]
+        if is_last:
+            return
+        start += chunk - 2 * stride
+        held, offset = held[start - offset :], start
 
 
 def stitch(sequences: list[list[int]]) -> list[int]:
@@ -124,15 +167,17 @@ def overlap_cut(left: list[int], right: list[int]) -> tuple[int, int]:
 
 def transcribe_long(
     transcriber,
-    samples: torch.Tensor,
+    samples: torch.Tensor | AudioStream,
     prompt: list[int],
     max_new_tokens: int,
     no_speech_threshold: float | None,
     language: str | None,
     batch_size: int,
     chunk_length: float = DEFAULT_CHUNK_LENGTH,
+    progress: Callable[[int, int | None, float], None] | None = None,
 ):
-    """One Transcription of 1-D 16 kHz `samples` of any length, chunked, decoded and stitched.
+    """One Transcription of 16 kHz audio of any length, chunked, decoded and stitched: 1-D `samples` in memory,
+    or an AudioStream, whose blocks are read only as the chunks need them.
 
     Each chunk is decoded like a short input (`Transcriber.decode_batch`), silence rule included: a chunk
     whose no-speech probability is above `no_speech_threshold` adds nothing. `language` None detects each
@@ -140,14 +185,26 @@ def transcribe_long(
     the result reports the language most chunks were decoded in. The result's `truncated` is
     set when any chunk hit `max_new_tokens`; `avg_logprob` is the mean of the chunks' and `no_speech_prob`
     the lowest of them (the file is silent only if every chunk is).
+
+    `progress(chunks_done, chunks_total, audio_seconds_done)` is called before the first batch and after
+    each: the total comes from the stream's `duration` (None when it has none), and is exact for samples.
     """
     from .transcribe import Transcription  # transcribe imports this module
 
-    chunks = chunk_audio(len(samples), chunk_length)
+    if isinstance(samples, torch.Tensor):
+        blocks, n_samples = [samples.cpu().numpy()], len(samples)
+    else:
+        blocks, n_samples = samples, samples.duration and round(samples.duration * SAMPLE_RATE)
+    total = len(chunk_audio(n_samples, chunk_length)) if n_samples else None
+    if progress:
+        progress(0, total, 0.0)
+    # each chunk padded as it is cut: its samples are views that would keep the stream's buffers alive
+    windows = ((chunk, pad_or_trim(torch.from_numpy(piece))) for chunk, piece in stream_chunks(blocks, chunk_length))
     decoded = []
-    for first in range(0, len(chunks), batch_size):
-        windows = [pad_or_trim(samples[c.start : c.stop]) for c in chunks[first : first + batch_size]]
-        decoded += transcriber.decode_batch(torch.stack(windows), prompt, max_new_tokens, no_speech_threshold, language)
+    while batch := list(itertools.islice(windows, batch_size)):
+        decoded += transcriber.decode_batch(torch.stack([w for _, w in batch]), prompt, max_new_tokens, no_speech_threshold, language)
+        if progress:
+            progress(len(decoded), total, batch[-1][0].stop / SAMPLE_RATE)
     tokens = stitch([d.tokens for d in decoded])
     return Transcription(
         text=transcriber.tokenizer.decode(tokens),

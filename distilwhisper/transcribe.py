@@ -5,17 +5,19 @@
     print(result.text)
 """
 
+import itertools
 import numbers
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, overload
 
 import numpy as np
 import torch
 
-from .audio import N_SAMPLES, decode_audio, load_audio, log_mel_spectrogram, pad_or_trim, resample
+from .audio import (N_SAMPLES, AudioStream, audio_duration, decode_audio, load_audio, log_mel_spectrogram, pad_or_trim,
+                    resample, stream_audio)
 from .compiled import Steps, compiled_steps, eager_steps
 from .decoding import SuppressAtBegin, SuppressTokens, detect_language, greedy_decode
 from .errors import DistilWhisperError, first_line
@@ -27,9 +29,10 @@ from .tokenizer import Tokenizer, load_tokenizer
 from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
 
 # a path, an audio file's bytes, 16 kHz samples, {"array" (or "raw"): samples, "sampling_rate": Hz},
-# or datasets' undecoded {"bytes": ..., "path": ...}
-AudioInput = str | os.PathLike | bytes | bytearray | np.ndarray | torch.Tensor | Mapping[str, Any]
-DEFAULT_BATCH_SIZE = 8  # 30 s windows decoded together; the CLI's --batch-size default too
+# or datasets' undecoded {"bytes": ..., "path": ...}; or an AudioStream (what open_audio gives for a long file)
+AudioInput = str | os.PathLike | bytes | bytearray | np.ndarray | torch.Tensor | Mapping[str, Any] | AudioStream
+# transcribe(progress=...): called as progress(chunks_done, chunks_total or None, audio_seconds_done)
+Progress = Callable[[int, int | None, float], None]
 
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
@@ -85,6 +88,38 @@ def as_waveform(audio: AudioInput, name: str | None = None) -> torch.Tensor:
     if not torch.isfinite(samples).all():
         raise DistilWhisperError(f"{name}: the audio holds NaN or infinite samples")
     return samples
+
+
+def open_audio(audio: AudioInput, name: str | None = None) -> torch.Tensor | AudioStream:
+    """as_waveform, except that a file longer than 30 s is not read whole: it comes back as an AudioStream whose
+    blocks are decoded as long-form transcription asks for them (its first 30 s are already read), with the
+    duration its header or metadata gives, for progress reports. Anything else is as_waveform's samples.
+    """
+    if isinstance(audio, AudioStream):
+        return audio
+    if not isinstance(audio, (str, os.PathLike)):
+        return as_waveform(audio, name)
+    name = str(audio)
+    blocks = finite_blocks(stream_audio(audio), name)
+    head, n_samples = [], 0
+    for block in blocks:  # up to one sample past 30 s: short or long?
+        head.append(block)
+        n_samples += len(block)
+        if n_samples > N_SAMPLES:
+            return AudioStream(name, itertools.chain(head, blocks), audio_duration(audio))
+    return torch.from_numpy(np.concatenate(head))  # stream_audio gives at least one sample
+
+
+def finite_blocks(blocks: Iterator[np.ndarray], name: str) -> Iterator[np.ndarray]:
+    for block in blocks:
+        if not np.isfinite(block).all():  # float WAVs can hold them
+            raise DistilWhisperError(f"{name}: the audio holds NaN or infinite samples")
+        yield block
+
+
+def is_short(audio: torch.Tensor | AudioStream) -> bool:
+    """Fits one 30 s window: decoded whole, not in chunks."""
+    return isinstance(audio, torch.Tensor) and len(audio) <= N_SAMPLES
 
 
 def dict_samples(audio: Mapping, name: str) -> torch.Tensor:
@@ -171,6 +206,16 @@ class Transcriber:
         return self.model.decoder.embed_tokens.weight.dtype
 
     @property
+    def default_batch_size(self) -> int:
+        """What batch_size=None means: 16 windows on a GPU, 8 on the CPU.
+
+        On the CPU the encoder's work grows with the batch, so batching pays only in the decoder loop's per-step
+        overhead, which 8 windows mostly amortise (the default before there was a choice); a GPU needs more windows
+        to keep it busy, and 16 is what Distil-Whisper's long-form recipe uses. bench/long_form.py measures others.
+        """
+        return 16 if self.device.type == "cuda" else 8
+
+    @property
     def is_multilingual(self) -> bool:
         """generation_config's `is_multilingual`, else the vocabulary: English-only (.en) checkpoints have 51864
         tokens (<|endoftext|> = 50256), multilingual ones 51865 or more (openai/whisper's rule)."""
@@ -232,8 +277,9 @@ class Transcriber:
         task: str | None = None,
         max_new_tokens: int | None = None,
         no_speech_threshold: float | None = 0.6,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
+        progress: Progress | None = None,
     ) -> Transcription: ...
 
     @overload
@@ -244,8 +290,9 @@ class Transcriber:
         task: str | None = None,
         max_new_tokens: int | None = None,
         no_speech_threshold: float | None = 0.6,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
+        progress: Progress | None = None,
     ) -> list[Transcription]: ...
 
     @torch.inference_mode()
@@ -256,16 +303,20 @@ class Transcriber:
         task: str | None = None,
         max_new_tokens: int | None = None,
         no_speech_threshold: float | None = 0.6,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
+        progress: Progress | None = None,
     ) -> Transcription | list[Transcription]:
         """Greedy transcription. A list comes back as a list, in its order, decoded `batch_size` inputs at a
         time (each batch's audio is read only when its turn comes, so memory depends on the batch size, not on
-        the length of the list).
+        the length of the list). `batch_size=None`: `default_batch_size`, 8 on the CPU and 16 on a GPU.
 
         An input longer than 30 s is cut into `chunk_length`-second chunks (at most 30) overlapping by a sixth
         of that on each side, decoded `batch_size` chunks at a time, and stitched where the overlaps agree: the
         transformers ASR pipeline's chunked algorithm (see `longform`). `max_new_tokens` then holds per chunk.
+        A long file is decoded as its chunks are reached, so memory does not grow with its length.
+        `progress(chunks_done, chunks_total, audio_seconds_done)`, when given, is called for each long input
+        before its first batch of chunks and after each; the total is None when the file does not say its length.
 
         `language` and `task` default to the checkpoint's own (generation_config.json); without a language
         there, each input's language is detected as transformers' generate() does (a long input's chunk by
@@ -279,6 +330,7 @@ class Transcriber:
         `no_speech_threshold=None` keeps whatever was decoded.
         """
         inputs = audio if isinstance(audio, list) else [audio]
+        batch_size = self.default_batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise DistilWhisperError(f"batch_size must be at least 1, got {batch_size}")
         chunk_samples(chunk_length)  # a bad chunk_length fails before any work
@@ -287,15 +339,16 @@ class Transcriber:
         max_new_tokens = max_new_tokens or self.default_max_new_tokens(prompt)
         results = []
         for start in range(0, len(inputs), batch_size):
-            waveforms = [as_waveform(a) for a in inputs[start : start + batch_size]]
-            short = [pad_or_trim(w) for w in waveforms if len(w) <= N_SAMPLES]
+            sources = [open_audio(a) for a in inputs[start : start + batch_size]]
+            short = [pad_or_trim(s) for s in sources if is_short(s)]
             decoded = self.decode_batch(torch.stack(short), prompt, max_new_tokens, no_speech_threshold, language) if short else []
             short_results = iter(decoded)
-            for w in waveforms:  # the long ones, each decoded in chunks, in their place among the short ones
-                if len(w) <= N_SAMPLES:
+            for s in sources:  # the long ones, each decoded in chunks, in their place among the short ones
+                if is_short(s):
                     results.append(next(short_results))
                 else:
-                    results.append(transcribe_long(self, w, prompt, max_new_tokens, no_speech_threshold, language, batch_size, chunk_length))
+                    results.append(transcribe_long(self, s, prompt, max_new_tokens, no_speech_threshold, language,
+                                                   batch_size, chunk_length, progress))  # fmt: skip
         return results if isinstance(audio, list) else results[0]
 
     def decode_batch(

@@ -156,13 +156,13 @@ def test_an_unexpected_failure_fails_its_batch_alone(tmp_path, capsys, expected_
 def test_memory_error_reading_one_file_fails_that_file_alone(capsys, expected_texts, monkeypatch):
     from distilwhisper import cli
 
-    def as_waveform(source):
+    def open_audio(source):
         if source == str(GOOD[0]):
             raise MemoryError()
         return real(source)
 
-    real = cli.as_waveform
-    monkeypatch.setattr(cli, "as_waveform", as_waveform)
+    real = cli.open_audio
+    monkeypatch.setattr(cli, "open_audio", open_audio)
     assert main([*map(str, GOOD), "--model", str(BASE_MODEL), "--no-filename"]) == 1
     out, err = capsys.readouterr()
     assert out.splitlines() == expected_texts[1:] and err.splitlines() == [f"distilwhisper: error: {GOOD[0]}: MemoryError"]

@@ -37,8 +37,8 @@ def test_a_long_list_in_batches_equals_one_by_one(tiny, monkeypatch):
     events = []
     real_decode = tiny.decode_batch
     monkeypatch.setattr(tiny, "decode_batch", lambda waveforms, *rest: events.append(len(waveforms)) or real_decode(waveforms, *rest))
-    real_read = distilwhisper.transcribe.as_waveform
-    monkeypatch.setattr(distilwhisper.transcribe, "as_waveform", lambda a: events.append("read") or real_read(a))
+    real_read = distilwhisper.transcribe.open_audio
+    monkeypatch.setattr(distilwhisper.transcribe, "open_audio", lambda a: events.append("read") or real_read(a))
     batched = tiny.transcribe(files, max_new_tokens=12, no_speech_threshold=None, batch_size=5)
     # Batched GEMMs round differently in the last bits: tokens and text are equal, log-probabilities close.
     assert [(r.text, r.tokens, r.truncated) for r in batched] == [(r.text, r.tokens, r.truncated) for r in one_by_one]
