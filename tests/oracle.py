@@ -38,7 +38,7 @@ def save_random_whisper(
     generation.decoder_start_token_id, generation.no_timestamps_token_id = eot + 1, no_timestamps
     generation.is_multilingual = not english_only
     if english_only:
-        generation.forced_decoder_ids = [[1, no_timestamps]]
+        generation.forced_decoder_ids, generation.max_length = [[1, no_timestamps]], 448
     else:  # every language, as in whisper-base's generation config, so generate() detects among all of them
         generation.lang_to_id = {f"<|{code}|>": eot + 2 + i for i, code in enumerate(LANGUAGES)}
         generation.task_to_id = {"translate": translate, "transcribe": transcribe}
