@@ -9,17 +9,19 @@ import numbers
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, overload
 
 import numpy as np
 import torch
 
-from .audio import N_SAMPLES, decode_audio, load_audio, log_mel_spectrogram, pad_or_trim, resample
-from .decoding import SuppressAtBegin, SuppressTokens, greedy_decode
+from .audio import N_SAMPLES, SAMPLE_RATE, decode_audio, load_audio, log_mel_spectrogram, pad_or_trim, resample
+from .decoding import DecodingResult, SuppressAtBegin, SuppressTokens, TimestampRules, greedy_decode, greedy_decode_with_timestamps
 from .errors import DistilWhisperError, first_line
 from .languages import language_code
-from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples, transcribe_long
+from .longform import (
+    DEFAULT_CHUNK_LENGTH, Chunk, chunk_samples, stitch, stitch_with_timestamps, transcribe_long,
+)  # fmt: skip
 from .model import Whisper
 from .tokenizer import Tokenizer, load_tokenizer
 from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
@@ -36,13 +38,23 @@ DTYPES = {
 
 
 @dataclass
+class Segment:
+    """A stretch of the transcript between two timestamps, in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    text: str  # Whisper's leading space included
+
+
+@dataclass
 class Transcription:
     text: str  # decoded exactly as the tokenizer does it: Whisper's leading space included
-    tokens: list[int]  # the generated text tokens, no special tokens
+    tokens: list[int]  # the generated text tokens: no special tokens, no timestamps even when they were asked for
     language: str | None
     avg_logprob: float  # mean log-probability of the generated tokens
     no_speech_prob: float  # the model's belief that there is no speech at all
     truncated: bool = False  # max_new_tokens, not the end token, ended the transcript: text may be missing
+    segments: list[Segment] = field(default_factory=list)  # with return_timestamps=True only; text is theirs joined
 
     def to_dict(self) -> dict:
         """The fields as plain JSON types: what the CLI's JSON output holds, besides "file"."""
@@ -132,6 +144,8 @@ class Transcriber:
         self.tokenizer = tokenizer
         self.defaults = defaults
         self.rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+        # Last: its "timestamps beat any text token" test reads the logits the other rules left.
+        self.timestamp_rules = TimestampRules(tokenizer.eot, tokenizer.no_timestamps, defaults.max_initial_timestamp_index)
         self.lock = threading.Lock()
 
     @property
@@ -155,9 +169,11 @@ class Transcriber:
                 task = self.tokenizer.task_of(token) or task
         return language_code(language or "en"), task or "transcribe"
 
-    def prompt(self, language: str | None = None, task: str | None = None, max_new_tokens: int | None = None) -> list[int]:
-        """The decoder prompt, once the options are known to fit the checkpoint."""
-        prompt = self.tokenizer.sot_sequence(*self.language_and_task(language, task))
+    def prompt(
+        self, language: str | None = None, task: str | None = None, max_new_tokens: int | None = None, timestamps: bool = False
+    ) -> list[int]:
+        """The decoder prompt, once the options are known to fit the checkpoint (without <|notimestamps|> for timestamps)."""
+        prompt = self.tokenizer.sot_sequence(*self.language_and_task(language, task), timestamps)
         if max_new_tokens is not None and not 1 <= max_new_tokens <= self.model.dims.n_text_ctx - len(prompt):
             raise DistilWhisperError(
                 f"max_new_tokens must be between 1 and {self.model.dims.n_text_ctx - len(prompt)} "
@@ -181,6 +197,7 @@ class Transcriber:
         no_speech_threshold: float | None = 0.6,
         batch_size: int = DEFAULT_BATCH_SIZE,
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
+        return_timestamps: bool = False,
     ) -> Transcription: ...
 
     @overload
@@ -193,6 +210,7 @@ class Transcriber:
         no_speech_threshold: float | None = 0.6,
         batch_size: int = DEFAULT_BATCH_SIZE,
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
+        return_timestamps: bool = False,
     ) -> list[Transcription]: ...
 
     @torch.inference_mode()
@@ -205,6 +223,7 @@ class Transcriber:
         no_speech_threshold: float | None = 0.6,
         batch_size: int = DEFAULT_BATCH_SIZE,
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
+        return_timestamps: bool = False,
     ) -> Transcription | list[Transcription]:
         """Greedy transcription. A list comes back as a list, in its order, decoded `batch_size` inputs at a
         time (each batch's audio is read only when its turn comes, so memory depends on the batch size, not on
@@ -222,47 +241,71 @@ class Transcriber:
         openai/whisper also asks for an unlikely transcript (average log-probability below -1) before
         it drops one, which keeps the confident " you" Whisper hallucinates on digital silence; we don't.
         `no_speech_threshold=None` keeps whatever was decoded.
+
+        `return_timestamps=True` decodes with Whisper's timestamp tokens and fills `segments`: (start, end, text)
+        in seconds, as the transformers ASR pipeline's `chunks` (see `longform.stitch_with_timestamps`; a last
+        segment the model left open ends at the end of the audio). `text` is then the segments' text joined.
         """
         inputs = audio if isinstance(audio, list) else [audio]
         if batch_size < 1:
             raise DistilWhisperError(f"batch_size must be at least 1, got {batch_size}")
         chunk_samples(chunk_length)  # a bad chunk_length fails before any work
         language, task = self.language_and_task(language, task)
-        prompt = self.prompt(language, task, max_new_tokens)
+        prompt = self.prompt(language, task, max_new_tokens, return_timestamps)
         max_new_tokens = max_new_tokens or self.default_max_new_tokens(prompt)
         results = []
         for start in range(0, len(inputs), batch_size):
             waveforms = [as_waveform(a) for a in inputs[start : start + batch_size]]
             short = [pad_or_trim(w) for w in waveforms if len(w) <= N_SAMPLES]
-            decoded = self.decode_batch(torch.stack(short), prompt, max_new_tokens, no_speech_threshold, language) if short else []
-            short_results = iter(decoded)
+            if short:
+                decoded = self.decode_windows(torch.stack(short), prompt, max_new_tokens, no_speech_threshold, return_timestamps)
+                windows = iter(zip(decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated))
             for w in waveforms:  # the long ones, each decoded in chunks, in their place among the short ones
                 if len(w) <= N_SAMPLES:
-                    results.append(next(short_results))
+                    tokens, *scores = next(windows)
+                    results.append(self.transcription([(tokens, Chunk(0, len(w), 0, 0))], len(w), language, return_timestamps, *scores))
                 else:
-                    results.append(transcribe_long(self, w, prompt, max_new_tokens, no_speech_threshold, language, batch_size, chunk_length))
+                    results.append(transcribe_long(self, w, prompt, max_new_tokens, no_speech_threshold, language, batch_size,
+                                                   chunk_length, return_timestamps))  # fmt: skip
         return results if isinstance(audio, list) else results[0]
 
-    def decode_batch(
-        self, waveforms: torch.Tensor, prompt: list[int], max_new_tokens: int, no_speech_threshold: float | None, language: str
-    ) -> list[Transcription]:
-        """(batch, N_SAMPLES) samples -> one Transcription each."""
+    def decode_windows(
+        self, waveforms: torch.Tensor, prompt: list[int], max_new_tokens: int, no_speech_threshold: float | None,
+        timestamps: bool = False,
+    ) -> DecodingResult:  # fmt: skip
+        """(batch, N_SAMPLES) samples -> each window's generated tokens, timestamps among them when asked for
+        (decoded in passes, as generate() does: `greedy_decode_with_timestamps`). A window the silence rule
+        finds silent has none."""
         with self.lock:
-            mel = log_mel_spectrogram(waveforms.to(self.device), self.model.dims.n_mels)
-            features = self.model.encoder(mel.to(self.dtype))
-            decoded = greedy_decode(
-                self.model, features, prompt, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech
-            )
-        results = []
-        for tokens, avg_logprob, no_speech_prob, truncated in zip(
-            decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated
-        ):
-            if no_speech_threshold is not None and no_speech_prob > no_speech_threshold:
-                tokens, truncated = [], False
-            text_tokens = [t for t in tokens if t < self.tokenizer.eot]
-            text = self.tokenizer.decode(text_tokens)
-            results.append(Transcription(text, text_tokens, language, avg_logprob, no_speech_prob, truncated))
-        return results
+            mel = log_mel_spectrogram(waveforms.to(self.device), self.model.dims.n_mels).to(self.dtype)
+            eot, no_speech = self.tokenizer.eot, self.tokenizer.no_speech
+            if timestamps:
+                decoded = greedy_decode_with_timestamps(self.model, mel, prompt, eot, [*self.rules, self.timestamp_rules],
+                                                        max_new_tokens, no_speech, self.tokenizer.timestamp_begin)  # fmt: skip
+            else:
+                decoded = greedy_decode(self.model, self.model.encoder(mel), prompt, eot, self.rules, max_new_tokens, no_speech)
+        silent = [no_speech_threshold is not None and p > no_speech_threshold for p in decoded.no_speech_probs]
+        return replace(
+            decoded,
+            tokens=[[] if s else t for s, t in zip(silent, decoded.tokens)],
+            truncated=[not s and t for s, t in zip(silent, decoded.truncated)],
+        )
+
+    def transcription(
+        self, pieces: list[tuple[list[int], Chunk]], n_samples: int, language: str, timestamps: bool,
+        avg_logprob: float, no_speech_prob: float, truncated: bool,
+    ) -> Transcription:  # fmt: skip
+        """The Transcription of an input of `n_samples` from its windows' tokens, each with the chunk of the
+        input it heard (one window with the whole input when it is short)."""
+        if timestamps:
+            audio_end = round(n_samples / SAMPLE_RATE, 2)
+            spans = stitch_with_timestamps(pieces, self.tokenizer.timestamp_begin, self.tokenizer.eot, audio_end)
+            segments = [Segment(s.start, s.end, self.tokenizer.decode(s.tokens)) for s in spans]
+            text, tokens = "".join(s.text for s in segments), [t for s in spans for t in s.tokens]
+        else:
+            tokens = stitch([[t for t in window if t < self.tokenizer.eot] for window, _ in pieces])
+            text, segments = self.tokenizer.decode(tokens), []
+        return Transcription(text, tokens, language, avg_logprob, no_speech_prob, truncated, segments)
 
 
 def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:

@@ -76,6 +76,8 @@ class GenerationDefaults:
     task: str | None = None
     forced_decoder_ids: tuple[tuple[int, int | None], ...] = ()
     max_length: int | None = None  # decoder positions generate() fills by default, prompt included
+    # With timestamps, how late the first one may be, in 0.02 s steps (50 in openai's checkpoints; None: any).
+    max_initial_timestamp_index: int | None = None
 
 
 def resolve_model_dir(
@@ -139,6 +141,7 @@ def load_generation_defaults(model_dir: Path) -> GenerationDefaults:
         task=config.get("task"),
         forced_decoder_ids=tuple((position, token) for position, token in config.get("forced_decoder_ids") or ()),
         max_length=config.get("max_length"),
+        max_initial_timestamp_index=config.get("max_initial_timestamp_index"),
     )
 
 
