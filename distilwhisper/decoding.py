@@ -78,8 +78,8 @@ class TimestampRules:
             # A partner may equal the timestamp it closes; anything else must come later.
             lowest = torch.where(last & ~penultimate, latest_timestamp, latest_timestamp + 1)
             lowest = torch.where(is_timestamp.any(dim=1), lowest, begin)
-            vocab = torch.arange(logits.shape[1], device=logits.device)
-            logits.masked_fill_((vocab >= begin) & (vocab < lowest[:, None]), -torch.inf)
+            timestamps = torch.arange(begin, logits.shape[1], device=logits.device)
+            logits[:, begin:].masked_fill_(timestamps < lowest[:, None], -torch.inf)
         logprobs = logits.log_softmax(dim=-1)
         timestamps_win = logprobs[:, begin:].logsumexp(dim=-1) > logprobs[:, :begin].max(dim=-1).values
         logits[:, :begin].masked_fill_(timestamps_win[:, None], -torch.inf)

@@ -257,6 +257,7 @@ class Transcriber:
         for start in range(0, len(inputs), batch_size):
             waveforms = [as_waveform(a) for a in inputs[start : start + batch_size]]
             short = [pad_or_trim(w) for w in waveforms if len(w) <= N_SAMPLES]
+            windows = iter([])
             if short:
                 decoded = self.decode_windows(torch.stack(short), prompt, max_new_tokens, no_speech_threshold, return_timestamps)
                 windows = iter(zip(decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated))
