@@ -180,7 +180,8 @@ def greedy_decode_with_timestamps(
     """
     frames, batch = mel.shape[-1], mel.shape[0]
     first = greedy_decode(model, model.encoder(mel), prompt, eot, rules, max_new_tokens, no_speech)
-    tokens, truncated, seek = [[] for _ in range(batch)], [False] * batch, [0] * batch
+    tokens: list[list[int]] = [[] for _ in range(batch)]
+    truncated, seek = [False] * batch, [0] * batch
     rows, decoded = list(range(batch)), first
     while rows:
         unfinished = []

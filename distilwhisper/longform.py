@@ -140,10 +140,11 @@ def stitch_with_timestamps(
 
     A segment opens at a timestamp and closes at the next one with a different time. A segment that
     runs across a seam gathers one token list per chunk, merged by `stitch` when it closes. A chunk's
-    timestamp k means `k * 0.02` s after the chunk's start, or after the start of the decoding pass that
-    produced it (`greedy_decode_with_timestamps`): a timestamp earlier than the one before it starts a
-    new pass, which began at the first timestamp of the pair that ended the last one. Timestamps near a cut are not trusted to
-    open or close anything, because the neighbouring chunk hears that audio with context:
+    timestamp k means `k * 0.02` s after the start of the decoding pass that produced it
+    (`greedy_decode_with_timestamps`): the chunk's start for the first pass. A timestamp earlier than
+    the one before it starts a later pass, which began at the first timestamp of the pair that ended the
+    pass before (30 s on if that pass ended on a single timestamp). Timestamps near a cut are not
+    trusted to open or close anything, because the neighbouring chunk hears that audio with context:
 
     - right stride: from the first of the chunk's final timestamps that all lie in its right stride (the
       very last timestamp at least) on, a timestamp is skipped, and so is the one after it, its partner,

@@ -8,7 +8,7 @@
 import numbers
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, overload
 
@@ -257,14 +257,15 @@ class Transcriber:
         for start in range(0, len(inputs), batch_size):
             waveforms = [as_waveform(a) for a in inputs[start : start + batch_size]]
             short = [pad_or_trim(w) for w in waveforms if len(w) <= N_SAMPLES]
-            windows = iter([])
+            windows: Iterator[tuple[list[int], float, float, bool]] = iter([])
             if short:
                 decoded = self.decode_windows(torch.stack(short), prompt, max_new_tokens, no_speech_threshold, return_timestamps)
                 windows = iter(zip(decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated))
             for w in waveforms:  # the long ones, each decoded in chunks, in their place among the short ones
                 if len(w) <= N_SAMPLES:
-                    tokens, *scores = next(windows)
-                    results.append(self.transcription([(tokens, Chunk(0, len(w), 0, 0))], len(w), language, return_timestamps, *scores))
+                    tokens, avg_logprob, no_speech_prob, truncated = next(windows)
+                    results.append(self.transcription([(tokens, Chunk(0, len(w), 0, 0))], len(w), language, return_timestamps,
+                                                      avg_logprob, no_speech_prob, truncated))  # fmt: skip
                 else:
                     results.append(transcribe_long(self, w, prompt, max_new_tokens, no_speech_threshold, language, batch_size,
                                                    chunk_length, return_timestamps))  # fmt: skip

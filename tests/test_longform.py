@@ -265,18 +265,18 @@ def test_chunks_are_decoded_batch_size_at_a_time_and_truncated_when_any_chunk_wa
     from distilwhisper.transcribe import Transcriber
 
     model = load_model(random_checkpoint, device="cpu", dtype="float32")
-    real_decode = Transcriber.decode_batch
+    real_decode = Transcriber.decode_windows
     for cut in (None, 2):
         batches = []
 
-        def decode_batch(self, waveforms, *args):
-            results = real_decode(self, waveforms, *args)
-            for i, r in enumerate(results):  # only chunk `cut` reports running out
-                r.truncated = sum(batches) + i == cut
-            batches.append(len(results))
-            return results
+        def decode_windows(self, waveforms, *args):
+            decoded = real_decode(self, waveforms, *args)
+            for i in range(len(decoded.truncated)):  # only chunk `cut` reports running out
+                decoded.truncated[i] = sum(batches) + i == cut
+            batches.append(len(decoded.truncated))
+            return decoded
 
-        monkeypatch.setattr(Transcriber, "decode_batch", decode_batch)
+        monkeypatch.setattr(Transcriber, "decode_windows", decode_windows)
         result = model.transcribe(synthetic_speech(LENGTHS["exactly four steps (40 s)"], 1), max_new_tokens=3,
                                   batch_size=3, no_speech_threshold=None)  # fmt: skip
         assert (batches, result.truncated) == ([3, 1], cut is not None)

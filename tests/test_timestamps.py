@@ -86,7 +86,7 @@ A, B = 1000, 2000  # text tokens
 HISTORIES = {
     "first step: a timestamp, within the initial limit": ([], "first"),
     "after the first timestamp: text (it counts as a pair)": ([ts(0.4)], "text"),
-    "after a pair: text, no timestamp": ([ts(0)], "text"),
+    "after a pair: text, no timestamp": ([ts(0), A, ts(1.0), ts(1.5)], "text"),
     "after text and one timestamp: its partner, no text": ([ts(0), A, ts(1.0)], "partner"),
     "after text: a timestamp later than the last": ([ts(0), A, ts(1.0), ts(1.2), B], "later"),
     "after a pair of equal timestamps: text": ([ts(0), A, ts(1.0), ts(1.0)], "text"),
