@@ -15,12 +15,14 @@ from pathlib import Path
 
 from .errors import DistilWhisperError, first_line
 from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples
-from .transcribe import DTYPES, Progress, Transcriber, Transcription, as_waveform, is_short, load_model, open_audio
+from .transcribe import DTYPES, Progress, Segment, Transcriber, Transcription, as_waveform, is_short, load_model, open_audio
 from .version import __version__
 from .weights import MODEL_NAMES
 
 DEFAULT_MODEL = "distil-whisper/distil-large-v2"
 STDIN = "-"  # the audio argument that reads one audio file from standard input
+FORMATS = ["txt", "json", "srt", "vtt"]
+SUBTITLES = ("srt", "vtt")  # formats made of timed cues: they need timestamps
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -36,17 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=HelpFormatter)
     parser.add_argument("audio", nargs="+", help="audio files, - for standard input (WAV always; any format when ffmpeg or PyAV is installed)")
     add_transcription_options(parser)
-    parser.add_argument("--output-format", default="txt", choices=["txt", "json"],
+    parser.add_argument("--timestamps", action="store_true",
+                        help="decode with Whisper's timestamps: txt prints one '[start --> end] text' line per "
+                             "segment, json adds the segments (start, end, text)")
+    parser.add_argument("--output-format", default="txt", choices=FORMATS,
                         help="txt: the text; json: an object with file and Transcription.to_dict()'s fields: text, "
-                             "tokens, language, avg_logprob, no_speech_prob, truncated, acceptance_rate (default: %(default)s)")
+                             "tokens, language, avg_logprob, no_speech_prob, truncated, segments; srt or vtt: "
+                             "subtitles, one cue per segment (these turn --timestamps on) (default: %(default)s)")
     parser.add_argument("--output-dir", default=None, metavar="DIR",
-                        help="write DIR/<name>.txt|json for each input (default: print one line per input)")
+                        help="write DIR/<name>.txt|json|srt|vtt for each input (default: print each input's output)")
     # grep's convention (-H/-h): printed lines name their file when there are several inputs.
     parser.add_argument("--with-filename", dest="with_filename", action="store_true", default=None,
-                        help="start each printed txt line with the input's path and ':', as grep -H does "
+                        help="start each printed txt line with the input's path and ':', as grep -H does; put a "
+                             "'==> path <==' line before each printed srt or vtt, as head does "
                              "(default: when there are several inputs)")
     parser.add_argument("--no-filename", dest="with_filename", action="store_false", default=None,
-                        help="print the text alone, as grep -h does (default: when there is one input)")
+                        help="print the output alone, as grep -h does (default: when there is one input)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar on stderr for long inputs (default: one is drawn when stderr is a terminal)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -90,9 +97,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_transcription_options(parser, args)
-    # Only printed txt needs the name: JSON carries "file", and an output file holds one transcript.
+    args.timestamps = args.timestamps or args.output_format in SUBTITLES
+    # Only printed output needs the name: JSON carries "file", and an output file holds one transcript.
     wanted = len(args.audio) > 1 if args.with_filename is None else args.with_filename
-    args.with_filename = wanted and args.output_format == "txt" and args.output_dir is None
+    args.with_filename = wanted and args.output_format != "json" and args.output_dir is None
     return args
 
 
@@ -106,11 +114,39 @@ def check_transcription_options(parser: argparse.ArgumentParser, args: argparse.
         parser.error(f"--chunk-length: {e}")
 
 
-def render(result: Transcription, source: str, output_format: str) -> str:
+def render(result: Transcription, source: str, output_format: str, timestamps: bool = False) -> str:
+    """One input's output, without the final newline. Whisper's leading space is dropped from every text."""
     if output_format == "json":
-        # Whisper's leading space is dropped here, as in the txt output.
         return json.dumps({"file": source} | result.to_dict() | {"text": result.text.strip()}, ensure_ascii=False)
+    if output_format in SUBTITLES:
+        return subtitles(result.segments, output_format)
+    if timestamps:
+        return "\n".join(f"[{clock(s.start)} --> {clock(s.end)}] {s.text.strip()}" for s in result.segments)
     return result.text.strip()
+
+
+def subtitles(segments: list[Segment], output_format: str) -> str:
+    """SubRip (numbered cues, 00:00:01,500) or WebVTT (a header, 00:00:01.500); a segment without text has no cue."""
+    marker = "," if output_format == "srt" else "."
+    cues = [f"{clock(s.start, marker)} --> {clock(s.end, marker)}\n{s.text.strip()}" for s in segments if s.text.strip()]
+    if output_format == "srt":
+        return "\n\n".join(f"{n}\n{cue}" for n, cue in enumerate(cues, 1))
+    return "\n\n".join(["WEBVTT", *cues])
+
+
+def clock(seconds: float, marker: str = ".") -> str:
+    """hh:mm:ss.mmm (the millisecond marker is "," in SubRip)."""
+    milliseconds = round(seconds * 1000)
+    hours, rest = divmod(milliseconds, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}{marker}{rest % 1000:03d}"
+
+
+def with_filename(output: str, source: str, args: argparse.Namespace) -> str:
+    """Name the input as grep does on each txt line, or as head does above an srt or vtt document."""
+    if args.output_format in SUBTITLES:
+        return f"==> {source} <==\n{output}\n"  # the blank line parts it from the next file's header
+    return "\n".join(f"{source}:{line}" for line in output.split("\n"))
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -209,7 +245,7 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
         except Exception as e:  # noqa: BLE001 - a file that cannot be read (out of memory...) fails alone
             fail(f"{input_name(source)}: {describe(e)}")
     options = dict(language=args.language, task=args.task, max_new_tokens=args.max_new_tokens,
-                   batch_size=args.batch_size, chunk_length=args.chunk_length)  # fmt: skip
+                   batch_size=args.batch_size, chunk_length=args.chunk_length, return_timestamps=args.timestamps)  # fmt: skip
     short = [i for i, (_, audio) in enumerate(loaded) if is_short(audio)]
     groups = [short] + [[i] for i, (_, audio) in enumerate(loaded) if not is_short(audio)]
     failures, results = len(sources) - len(loaded), {}
@@ -234,9 +270,9 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
             warn(f"{input_name(source)}: some chunk's transcript was cut at --max-new-tokens before its end")
         elif result.truncated:
             warn(f"{input_name(source)}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
-        output = render(result, input_name(source), args.output_format)
+        output = render(result, input_name(source), args.output_format, args.timestamps)
         if args.output_dir is None:
-            print(f"{source}:{output}" if args.with_filename else output, flush=True)
+            print(with_filename(output, source, args) if args.with_filename else output, flush=True)
             continue
         target = output_path(source, args)
         try:

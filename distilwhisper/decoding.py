@@ -42,6 +42,55 @@ class SuppressAtBegin:
 END_CHECK_EVERY = {"cpu": 1}
 
 
+class TimestampRules:
+    """Whisper's grammar for timestamp tokens, as transformers' WhisperTimeStampLogitsProcessor applies it.
+
+    A transcript with timestamps reads <|0.00|> text <|2.40|><|2.40|> text <|5.00|>: each segment of
+    text opens and closes with a timestamp (the close of one segment and the open of the next are a pair).
+    Per sequence, from the tokens it generated so far:
+
+    - <|notimestamps|> never comes;
+    - the first token is a timestamp, at most `max_initial_timestamp_index` steps (0.02 s each) in;
+    - after two timestamps in a row, or the first one, comes text (or the end); after text and one
+      timestamp comes a second timestamp (or the end), not text: timestamps come in pairs;
+    - timestamps never go back: the second of a pair may repeat the first, any other timestamp must be
+      later than the last one;
+    - when all timestamps together are more likely than the most likely text token, one of them is taken.
+    """
+
+    def __init__(self, eot: int, no_timestamps: int, max_initial_timestamp_index: int | None):
+        self.eot = eot  # text tokens lie below it
+        self.no_timestamps = no_timestamps
+        self.timestamp_begin = no_timestamps + 1  # <|0.00|>; the vocabulary ends with <|30.00|>
+        self.max_initial_timestamp_index = max_initial_timestamp_index
+
+    def apply(self, logits: Tensor, generated: Tensor) -> None:
+        begin, step = self.timestamp_begin, generated.shape[1]
+        logits[:, self.no_timestamps] = -torch.inf
+        if step == 0:
+            logits[:, :begin] = -torch.inf
+            if self.max_initial_timestamp_index is not None:
+                logits[:, begin + self.max_initial_timestamp_index + 1 :] = -torch.inf
+        else:
+            is_timestamp = generated >= begin
+            last = is_timestamp[:, -1]
+            penultimate = is_timestamp[:, -2] if step > 1 else torch.ones_like(last)
+            logits[:, begin:].masked_fill_((last & penultimate)[:, None], -torch.inf)  # a pair: text or the end next
+            logits[:, : self.eot].masked_fill_((last & ~penultimate)[:, None], -torch.inf)  # one: its partner next
+            # The latest timestamp so far (by position: the positions of timestamps, 1-based, else 0).
+            positions = torch.arange(1, step + 1, device=generated.device)
+            latest = (is_timestamp * positions).argmax(dim=1)
+            latest_timestamp = generated.gather(1, latest[:, None])[:, 0]
+            # A partner may equal the timestamp it closes; anything else must come later.
+            lowest = torch.where(last & ~penultimate, latest_timestamp, latest_timestamp + 1)
+            lowest = torch.where(is_timestamp.any(dim=1), lowest, begin)
+            timestamps = torch.arange(begin, logits.shape[1], device=logits.device)
+            logits[:, begin:].masked_fill_(timestamps < lowest[:, None], -torch.inf)
+        logprobs = logits.log_softmax(dim=-1)
+        timestamps_win = logprobs[:, begin:].logsumexp(dim=-1) > logprobs[:, :begin].max(dim=-1).values
+        logits[:, :begin].masked_fill_(timestamps_win[:, None], -torch.inf)
+
+
 @dataclass(frozen=True)
 class DecodingResult:
     tokens: list[list[int]]  # per sequence, the tokens generated before the end token
@@ -122,3 +171,65 @@ def greedy_decode(
     avg_logprobs = [total / (len(row) + 1) for total, row in zip(sum_logprobs.tolist(), tokens)]
     no_speech_probs = no_speech_probs.tolist() if no_speech_probs is not None else [float("nan")] * batch
     return DecodingResult(tokens, avg_logprobs, no_speech_probs, [eot not in row for row in rows])
+
+
+def finished_segments(tokens: list[int], timestamp_begin: int) -> tuple[list[int], int | None]:
+    """What a pass over a window keeps of its tokens, and where the next pass starts (in 0.02 s steps;
+    None: the window is done). transformers' generate(return_timestamps=True) runs such passes.
+
+    A pass is trusted up to its last pair of timestamps (the end of one segment, the start of the next):
+    what follows without a closing timestamp was cut off, so it is dropped and the next pass starts at
+    the pair. A pass that ends with a timestamp after text, or has no pair at all, finishes the window.
+
+        <|0.00|> a <|2.00|><|2.00|> b           ->  <|0.00|> a <|2.00|><|2.00|>, next pass from 2.00 s
+        <|0.00|> a <|2.00|><|2.00|> b <|3.00|>  ->  all of it, done
+    """
+    is_timestamp = [t >= timestamp_begin for t in tokens]
+    pairs = [i for i in range(1, len(tokens)) if is_timestamp[i - 1] and is_timestamp[i]]
+    if not pairs or is_timestamp[-2:] == [False, True]:
+        return tokens, None
+    return tokens[: pairs[-1] + 1], tokens[pairs[-1] - 1] - timestamp_begin
+
+
+@torch.inference_mode()
+def greedy_decode_with_timestamps(
+    model: Whisper,
+    mel: Tensor,
+    audio_features: Tensor,
+    prompts: list[list[int]],
+    eot: int,
+    rules: list,
+    max_new_tokens: int,
+    no_speech: int | None,
+    timestamp_begin: int,
+) -> DecodingResult:
+    """Greedy decoding of (batch, n_mels, 3000) log-mel windows with timestamp tokens (`rules` holds
+    TimestampRules), in passes as transformers' generate(return_timestamps=True) runs them; `audio_features`
+    are the encoder's output for `mel`, `prompts` one prompt per window.
+
+    When a pass stops mid-speech (`finished_segments`), the window's rest is decoded again, from the
+    start of its last segment: the log-mel frames from there on, zero-padded to 3000 frames; the
+    second pass's timestamps count from there. The window's tokens are its passes' kept tokens, one
+    after the other. A pass whose last segment starts at 0.00 s would start the same pass again
+    forever; there, the window ends. `no_speech_probs` and `avg_logprobs` are the first pass's;
+    `truncated` is set when any pass hit `max_new_tokens`.
+    """
+    frames, batch = mel.shape[-1], mel.shape[0]
+    first = greedy_decode(model, audio_features, prompts, eot, rules, max_new_tokens, no_speech)
+    tokens: list[list[int]] = [[] for _ in range(batch)]
+    truncated, seek = [False] * batch, [0] * batch
+    rows, decoded = list(range(batch)), first
+    while rows:
+        unfinished = []
+        for row, generated, cut in zip(rows, decoded.tokens, decoded.truncated):
+            kept, resume = finished_segments(generated, timestamp_begin)
+            tokens[row] += kept
+            truncated[row] |= cut
+            seek[row] += 2 * (resume or 0)  # 2 log-mel frames per timestamp step
+            if resume and seek[row] < frames:
+                unfinished.append(row)
+        rows = unfinished
+        if rows:
+            rest = torch.stack([torch.nn.functional.pad(mel[r, :, seek[r] :], (0, seek[r])) for r in rows])
+            decoded = greedy_decode(model, model.encoder(rest), [prompts[r] for r in rows], eot, rules, max_new_tokens, no_speech)
+    return DecodingResult(tokens, first.avg_logprobs, first.no_speech_probs, truncated)

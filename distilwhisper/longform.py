@@ -8,8 +8,9 @@
    padded window, greedy decoding; `batch_size` chunks at a time (`transcribe_long`).
 3. Stitch the chunks' tokens where their overlaps agree (`stitch`).
 
-Without timestamps the strides only shape the chunks: stitching looks at tokens alone. (With timestamps,
-to come, they also shift each chunk's times.) A file is read as the chunks need it (`stream_chunks`): memory
+Without timestamps the strides only shape the chunks: stitching looks at tokens alone. With timestamps
+(`stitch_with_timestamps`) they also decide which chunk's timestamps cut the segments, and each chunk's
+times are shifted by where it starts. A file is read as the chunks need it (`stream_chunks`): memory
 holds a chunk or two of samples and one batch of windows, whatever the length of the file.
 """
 
@@ -21,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import CHUNK_LENGTH, SAMPLE_RATE, AudioStream, pad_or_trim
+from .audio import CHUNK_LENGTH, N_FRAMES, SAMPLE_RATE, AudioStream, pad_or_trim
 from .errors import DistilWhisperError
+from .tokenizer import TIME_PRECISION
 
 DEFAULT_CHUNK_LENGTH = 15.0  # seconds: Distil-Whisper's recommendation for its chunked algorithm
 
@@ -165,6 +167,115 @@ def overlap_cut(left: list[int], right: list[int]) -> tuple[int, int]:
     return cut
 
 
+@dataclass(frozen=True)
+class Span:
+    """Text tokens between two timestamps, times in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    tokens: list[int]
+
+
+def stitch_with_timestamps(
+    pieces: list[tuple[list[int], Chunk]], timestamp_begin: int, eot: int, audio_end: float
+) -> list[Span]:
+    """Segments with absolute times from the chunks' tokens (timestamps among them): the pipeline's merge
+    (transformers' Whisper tokenizer, `_decode_asr` with return_timestamps=True).
+
+    A segment opens at a timestamp and closes at the next one with a different time. A segment that
+    runs across a seam gathers one token list per chunk, merged by `stitch` when it closes. A chunk's
+    timestamp k means `k * 0.02` s after the start of the decoding pass that produced it
+    (`greedy_decode_with_timestamps`): the chunk's start for the first pass. A timestamp earlier than
+    the one before it starts a later pass, which began at the first timestamp of the pair that ended the
+    pass before (30 s on if that pass ended on a single timestamp). Timestamps near a cut are not
+    trusted to open or close anything, because the neighbouring chunk hears that audio with context:
+
+    - right stride: from the first of the chunk's final timestamps that all lie in its right stride (the
+      very last timestamp at least) on, a timestamp is skipped, and so is the one after it, its partner,
+      even when that comes in the next chunk;
+    - left stride: a timestamp there is skipped while the open segment holds text from earlier chunks.
+
+    Example: 25 s of audio in 15 s chunks, 2.5 s strides, `<|t|>` a timestamp, A..G text:
+
+        chunk 1, [0 s, 15 s), right stride from 12.5 s:
+            <|0.00|> A B <|6.00|><|6.00|> C D <|13.00|><|13.00|> E <|14.80|>
+        chunk 2, [10 s, 25 s), left stride until 2.5 s:
+            <|0.00|> D E F <|5.00|><|5.00|> G <|14.00|>
+
+    In chunk 1, <|0.00|> opens at 0.0 s, <|6.00|> closes [0.0, 6.0] "A B" and opens again at 6.0 s.
+    The final timestamps 14.80 and 13.00 lie in the right stride (6.00 does not), so every timestamp
+    from <|13.00|> on is skipped, and C D E is left pending. In chunk 2 (times + 10 s) <|0.00|> is
+    skipped as the partner of <|14.80|>; <|5.00|> (15.0 s) closes [6.0, 15.0] with stitch([C D E],
+    [D E F]) = C D E F, and opens again; <|14.00|> closes [15.0, 24.0] "G".
+
+    A chunk that ends with no text pending forgets a segment it opened. Text left without a closing
+    timestamp at the very end becomes a last segment that ends at `audio_end` (where the pipeline
+    leaves its end None), or at its start if that is later; without an opening timestamp, it starts
+    where the segment before it ended (0.0 if none; the pipeline leaves that None too).
+
+    Times are added up and rounded exactly as the pipeline does, so they are equal to the last bit.
+    Tokens between `eot` and `timestamp_begin` (other special tokens) are ignored.
+    """
+    spans: list[Span] = []
+    start: float | None = None  # where the open segment started, once known
+    pending: list[list[int]] = []  # the open segment's text from earlier chunks, one list per chunk
+    skip_partner = False
+    offset = 0.0  # seconds from the audio's start to the current chunk's, summed as the pipeline sums it
+    for tokens, chunk in pieces:
+        length, left, right = (chunk.stop - chunk.start) / SAMPLE_RATE, chunk.left / SAMPLE_RATE, chunk.right / SAMPLE_RATE
+        offset -= left
+        left_stride_end = timestamp_begin + left / TIME_PRECISION  # timestamp tokens below it lie in the left stride
+        skip_from = right_stride_skip(tokens, timestamp_begin, length - right) if right else None
+        text: list[int] = []
+        latest = before_latest = 0.0  # this pass's last two timestamps, in seconds from its start
+        passes = 0.0  # where this pass starts, in seconds from the chunk's start
+        for i, token in enumerate(tokens):
+            if token < eot:
+                text.append(token)
+            elif token >= timestamp_begin:
+                seconds = (token - timestamp_begin) * TIME_PRECISION
+                if seconds < latest:  # a new pass
+                    if i >= 2 and not (tokens[i - 1] >= timestamp_begin and tokens[i - 2] >= timestamp_begin):
+                        passes += N_FRAMES // 2 * TIME_PRECISION  # after a single timestamp: a whole window on
+                    else:  # after a pair: it started at the pair's first timestamp
+                        latest = before_latest
+                        passes += before_latest
+                before_latest, latest = latest, seconds
+                time = round(seconds + offset + passes, 2)
+                if skip_from is not None and token >= skip_from:
+                    skip_partner = True
+                elif skip_partner or (pending and token < left_stride_end):
+                    skip_partner = False
+                elif start is None:
+                    start = time
+                elif time != start:  # a repeated opening timestamp does not close an empty segment
+                    spans.append(Span(start, time, stitch(pending + [text])))
+                    start, pending, text = None, [], []
+        offset += length - right
+        if text:
+            pending.append(text)
+        elif not pending:
+            start = None
+    if pending:
+        if start is None:  # its opening timestamp was skipped
+            start = spans[-1].end if spans else 0.0
+        spans.append(Span(start, max(start, audio_end), stitch(pending)))
+    return spans
+
+
+def right_stride_skip(tokens: list[int], timestamp_begin: int, right_stride_start: float) -> int | None:
+    """For `stitch_with_timestamps`: the timestamp token from which a chunk's timestamps are skipped."""
+    timestamps = [t for t in tokens if t >= timestamp_begin]
+    if not timestamps:
+        return None
+    skip_from = timestamps[-1]
+    for token in reversed(timestamps[:-1]):
+        if (token - timestamp_begin) * TIME_PRECISION < right_stride_start:
+            break
+        skip_from = token
+    return skip_from
+
+
 def transcribe_long(
     transcriber,
     samples: torch.Tensor | AudioStream,
@@ -175,22 +286,22 @@ def transcribe_long(
     batch_size: int,
     chunk_length: float = DEFAULT_CHUNK_LENGTH,
     progress: Callable[[int, int | None, float], None] | None = None,
+    timestamps: bool = False,
 ):
     """One Transcription of 16 kHz audio of any length, chunked, decoded and stitched: 1-D `samples` in memory,
     or an AudioStream, whose blocks are read only as the chunks need them.
 
-    Each chunk is decoded like a short input (`Transcriber.decode_batch`), silence rule included: a chunk
+    Each chunk is decoded like a short input (`Transcriber.decode_windows`), silence rule included: a chunk
     whose no-speech probability is above `no_speech_threshold` adds nothing. `language` None detects each
     chunk's language, as the pipeline does (each of its generate() calls detects every chunk of its batch);
     the result reports the language most chunks were decoded in. The result's `truncated` is
     set when any chunk hit `max_new_tokens`; `avg_logprob` is the mean of the chunks' and `no_speech_prob`
-    the lowest of them (the file is silent only if every chunk is).
+    the lowest of them (the file is silent only if every chunk is). With `timestamps` the prompt must
+    have no <|notimestamps|>, and the result has segments (`stitch_with_timestamps`).
 
     `progress(chunks_done, chunks_total, audio_seconds_done)` is called before the first batch and after
     each: the total comes from the stream's `duration` (None when it has none), and is exact for samples.
     """
-    from .transcribe import Transcription  # transcribe imports this module
-
     if isinstance(samples, torch.Tensor):
         blocks, n_samples = [samples.cpu().numpy()], len(samples)
     else:
@@ -200,22 +311,24 @@ def transcribe_long(
         progress(0, total, 0.0)
     # each chunk padded as it is cut: its samples are views that would keep the stream's buffers alive
     windows = ((chunk, pad_or_trim(torch.from_numpy(piece))) for chunk, piece in stream_chunks(blocks, chunk_length))
-    decoded = []
+    decoded, chunks, languages = [], [], []
     while batch := list(itertools.islice(windows, batch_size)):
-        decoded += transcriber.decode_batch(torch.stack([w for _, w in batch]), prompt, max_new_tokens, no_speech_threshold, language)
+        result, batch_languages = transcriber.decode_windows(
+            torch.stack([w for _, w in batch]), prompt, max_new_tokens, no_speech_threshold, language, timestamps
+        )
+        decoded.append(result)
+        chunks += [chunk for chunk, _ in batch]
+        languages += batch_languages
         if progress:
-            progress(len(decoded), total, batch[-1][0].stop / SAMPLE_RATE)
-    tokens = stitch([d.tokens for d in decoded])
-    return Transcription(
-        text=transcriber.tokenizer.decode(tokens),
-        tokens=tokens,
-        language=Counter(d.language for d in decoded).most_common(1)[0][0],  # ties: the earliest chunk's
-        avg_logprob=sum(d.avg_logprob for d in decoded) / len(decoded),
-        no_speech_prob=min(d.no_speech_prob for d in decoded),
-        truncated=any(d.truncated for d in decoded),
-        acceptance_rate=mean([d.acceptance_rate for d in decoded if d.acceptance_rate is not None]),
-    )
-
-
-def mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+            progress(len(chunks), total, chunks[-1].stop / SAMPLE_RATE)
+    tokens = [row for d in decoded for row in d.tokens]
+    avg_logprobs = [x for d in decoded for x in d.avg_logprobs]
+    rates = [r for d in decoded for r in d.acceptance_rates or [] if r is not None]
+    most_used_language = Counter(languages).most_common(1)[0][0]  # ties: the earliest chunk's
+    return transcriber.transcription(
+        list(zip(tokens, chunks)), chunks[-1].stop, most_used_language, timestamps,
+        avg_logprob=sum(avg_logprobs) / len(avg_logprobs),
+        no_speech_prob=min(p for d in decoded for p in d.no_speech_probs),
+        truncated=any(t for d in decoded for t in d.truncated),
+        acceptance_rate=sum(rates) / len(rates) if rates else None,
+    )  # fmt: skip

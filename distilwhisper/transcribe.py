@@ -10,19 +10,22 @@ import numbers
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, overload
 
 import numpy as np
 import torch
 
-from .audio import (N_SAMPLES, AudioStream, audio_duration, decode_audio, load_audio, log_mel_spectrogram, pad_or_trim,
-                    resample, stream_audio)
+from .audio import (N_SAMPLES, SAMPLE_RATE, AudioStream, audio_duration, decode_audio, load_audio, log_mel_spectrogram,
+                    pad_or_trim, resample, stream_audio)
 from .compiled import Steps, compiled_steps, eager_steps
-from .decoding import SuppressAtBegin, SuppressTokens, detect_language, greedy_decode
+from .decoding import (DecodingResult, SuppressAtBegin, SuppressTokens, TimestampRules, detect_language, greedy_decode,
+                       greedy_decode_with_timestamps)
 from .errors import DistilWhisperError, first_line
 from .languages import language_code
-from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples, transcribe_long
+from .longform import (
+    DEFAULT_CHUNK_LENGTH, Chunk, chunk_samples, stitch, stitch_with_timestamps, transcribe_long,
+)  # fmt: skip
 from .model import Whisper
 from .speculative import Assistant, load_assistant, speculative_decode
 from .tokenizer import Tokenizer, load_tokenizer
@@ -42,9 +45,18 @@ DTYPES = {
 
 
 @dataclass
+class Segment:
+    """A stretch of the transcript between two timestamps, in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    text: str  # Whisper's leading space included
+
+
+@dataclass
 class Transcription:
     text: str  # decoded exactly as the tokenizer does it: Whisper's leading space included
-    tokens: list[int]  # the generated text tokens, no special tokens
+    tokens: list[int]  # the generated text tokens: no special tokens, no timestamps even when they were asked for
     language: str | None  # the language decoded in: the caller's, the checkpoint's, or the one detected
     avg_logprob: float  # mean log-probability of the generated tokens
     no_speech_prob: float  # the model's belief that there is no speech at all
@@ -52,6 +64,7 @@ class Transcription:
     # With an assistant (speculative decoding): accepted draft tokens / proposed ones (for long audio, the mean
     # over its chunks); None without one, or when it proposed nothing.
     acceptance_rate: float | None = None
+    segments: list[Segment] = field(default_factory=list)  # with return_timestamps=True only; text is theirs joined
 
     def to_dict(self) -> dict:
         """The fields as plain JSON types: what the CLI's JSON output holds, besides "file"."""
@@ -195,6 +208,8 @@ class Transcriber:
         self.rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
         # What detection chooses from: generation_config's lang_to_id, as in transformers, else every language token.
         self.language_tokens = list(defaults.language_tokens) or [tokenizer.language_token(c) for c in tokenizer.language_codes]
+        # Last: its "timestamps beat any text token" test reads the logits the other rules left.
+        self.timestamp_rules = TimestampRules(tokenizer.eot, tokenizer.no_timestamps, defaults.max_initial_timestamp_index)
         self.lock = threading.Lock()
 
     @property
@@ -246,16 +261,18 @@ class Transcriber:
             task = "transcribe"
         return language_code(language) if language else None, task
 
-    def prompt(self, language: str | None = None, task: str | None = None, max_new_tokens: int | None = None) -> list[int]:
+    def prompt(
+        self, language: str | None = None, task: str | None = None, max_new_tokens: int | None = None, timestamps: bool = False
+    ) -> list[int]:
         """The decoder prompt, once the options are known to fit the checkpoint: <|startoftranscript|>, the
-        language, the task, <|notimestamps|>; on English-only checkpoints, neither language nor task (they were
-        trained without). Where the language is left to detection, <|en|> holds its place (index 1), which
-        `decode_batch` gives each input's detected language."""
+        language, the task, <|notimestamps|> (left out for timestamps); on English-only checkpoints, neither
+        language nor task (they were trained without). Where the language is left to detection, <|en|> holds
+        its place (index 1), which `decode_windows` gives each input's detected language."""
         language, task = self.language_and_task(language, task)
         if self.is_multilingual:
-            prompt = self.tokenizer.sot_sequence(language or "en", task)
+            prompt = self.tokenizer.sot_sequence(language or "en", task, timestamps)
         else:
-            prompt = self.tokenizer.sot_sequence(None, None)
+            prompt = self.tokenizer.sot_sequence(None, None, timestamps)
         if max_new_tokens is not None and not 1 <= max_new_tokens <= self.model.dims.n_text_ctx - len(prompt):
             raise DistilWhisperError(
                 f"max_new_tokens must be between 1 and {self.model.dims.n_text_ctx - len(prompt)} "
@@ -280,6 +297,7 @@ class Transcriber:
         batch_size: int | None = None,
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
         progress: Progress | None = None,
+        return_timestamps: bool = False,
     ) -> Transcription: ...
 
     @overload
@@ -293,6 +311,7 @@ class Transcriber:
         batch_size: int | None = None,
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
         progress: Progress | None = None,
+        return_timestamps: bool = False,
     ) -> list[Transcription]: ...
 
     @torch.inference_mode()
@@ -306,6 +325,7 @@ class Transcriber:
         batch_size: int | None = None,
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
         progress: Progress | None = None,
+        return_timestamps: bool = False,
     ) -> Transcription | list[Transcription]:
         """Greedy transcription. A list comes back as a list, in its order, decoded `batch_size` inputs at a
         time (each batch's audio is read only when its turn comes, so memory depends on the batch size, not on
@@ -328,34 +348,48 @@ class Transcriber:
         openai/whisper also asks for an unlikely transcript (average log-probability below -1) before
         it drops one, which keeps the confident " you" Whisper hallucinates on digital silence; we don't.
         `no_speech_threshold=None` keeps whatever was decoded.
+
+        `return_timestamps=True` decodes with Whisper's timestamp tokens and fills `segments`: (start, end, text)
+        in seconds, as the transformers ASR pipeline's `chunks` (see `longform.stitch_with_timestamps`; a last
+        segment the model left open ends at the end of the audio). `text` is then the segments' text joined.
         """
         inputs = audio if isinstance(audio, list) else [audio]
         batch_size = self.default_batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise DistilWhisperError(f"batch_size must be at least 1, got {batch_size}")
         chunk_samples(chunk_length)  # a bad chunk_length fails before any work
-        prompt = self.prompt(language, task, max_new_tokens)
+        prompt = self.prompt(language, task, max_new_tokens, return_timestamps)
         language = self.language_and_task(language, task)[0]  # None: detected input by input
         max_new_tokens = max_new_tokens or self.default_max_new_tokens(prompt)
         results = []
         for start in range(0, len(inputs), batch_size):
             sources = [open_audio(a) for a in inputs[start : start + batch_size]]
-            short = [pad_or_trim(s) for s in sources if is_short(s)]
-            decoded = self.decode_batch(torch.stack(short), prompt, max_new_tokens, no_speech_threshold, language) if short else []
-            short_results = iter(decoded)
+            short = [s for s in sources if is_short(s)]
+            windows: Iterator = iter([])
+            if short:
+                decoded, languages = self.decode_windows(
+                    torch.stack([pad_or_trim(s) for s in short]), prompt, max_new_tokens, no_speech_threshold, language,
+                    return_timestamps,
+                )
+                rates = decoded.acceptance_rates or [None] * len(short)
+                windows = iter(zip(decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated, rates, languages))
             for s in sources:  # the long ones, each decoded in chunks, in their place among the short ones
                 if is_short(s):
-                    results.append(next(short_results))
+                    tokens, avg_logprob, no_speech_prob, truncated, rate, detected = next(windows)
+                    results.append(self.transcription([(tokens, Chunk(0, len(s), 0, 0))], len(s), detected, return_timestamps,
+                                                      avg_logprob, no_speech_prob, truncated, rate))  # fmt: skip
                 else:
                     results.append(transcribe_long(self, s, prompt, max_new_tokens, no_speech_threshold, language,
-                                                   batch_size, chunk_length, progress))  # fmt: skip
+                                                   batch_size, chunk_length, progress, return_timestamps))  # fmt: skip
         return results if isinstance(audio, list) else results[0]
 
-    def decode_batch(
+    def decode_windows(
         self, waveforms: torch.Tensor, prompt: list[int], max_new_tokens: int, no_speech_threshold: float | None,
-        language: str | None,
-    ) -> list[Transcription]:
-        """(batch, N_SAMPLES) samples -> one Transcription each.
+        language: str | None, timestamps: bool = False,
+    ) -> tuple[DecodingResult, list[str | None]]:  # fmt: skip
+        """(batch, N_SAMPLES) samples -> each window's generated tokens (timestamps among them when asked for,
+        decoded in passes as generate() does: `greedy_decode_with_timestamps`), and the language each was
+        decoded in. A window the silence rule finds silent has no tokens.
 
         `language` None: each input's language is detected (one decoder step on the audio features) and
         put in its prompt's language place, prompt[1].
@@ -371,25 +405,44 @@ class Transcriber:
                 detected = detect_language(self.model, features, self.tokenizer.sot, self.language_tokens).tolist()
                 prompts = [[prompt[0], token, *prompt[2:]] for token in detected]
                 languages = [self.tokenizer.language_of(token) for token in detected[:batch]]
-            options = (prompts, self.tokenizer.eot, self.rules, max_new_tokens, self.tokenizer.no_speech)
-            if self.assistant is None:
-                decoded = greedy_decode(
-                    self.model, features, *options, caches_ready=language is None, decoder_step=self.steps.decoder
-                )
+            eot, no_speech = self.tokenizer.eot, self.tokenizer.no_speech
+            if timestamps:  # plain greedy, also with an assistant: speculation does not run passes
+                rules = [*self.rules, self.timestamp_rules]
+                decoded = greedy_decode_with_timestamps(self.model, mel, features, prompts, eot, rules, max_new_tokens,
+                                                        no_speech, self.tokenizer.timestamp_begin)  # fmt: skip
+            elif self.assistant is None:
+                decoded = greedy_decode(self.model, features, prompts, eot, self.rules, max_new_tokens, no_speech,
+                                        caches_ready=language is None, decoder_step=self.steps.decoder)  # fmt: skip
             else:
                 draft_features = self.assistant.features(mel, features)
-                decoded = speculative_decode(self.model, self.assistant, features, draft_features, *options)
-        results = []
-        rates = decoded.acceptance_rates or [None] * len(decoded.tokens)
-        for language, tokens, avg_logprob, no_speech_prob, truncated, rate in zip(
-            languages, decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated, rates
-        ):
-            if no_speech_threshold is not None and no_speech_prob > no_speech_threshold:
-                tokens, truncated = [], False
-            text_tokens = [t for t in tokens if t < self.tokenizer.eot]
-            text = self.tokenizer.decode(text_tokens)
-            results.append(Transcription(text, text_tokens, language, avg_logprob, no_speech_prob, truncated, rate))
-        return results
+                decoded = speculative_decode(self.model, self.assistant, features, draft_features, prompts, eot, self.rules,
+                                             max_new_tokens, no_speech)  # fmt: skip
+        silent = [no_speech_threshold is not None and p > no_speech_threshold for p in decoded.no_speech_probs[:batch]]
+        decoded = replace(
+            decoded,
+            tokens=[[] if s else t for s, t in zip(silent, decoded.tokens)],
+            avg_logprobs=decoded.avg_logprobs[:batch],
+            no_speech_probs=decoded.no_speech_probs[:batch],
+            truncated=[not s and t for s, t in zip(silent, decoded.truncated)],
+            acceptance_rates=decoded.acceptance_rates and decoded.acceptance_rates[:batch],
+        )
+        return decoded, languages
+
+    def transcription(
+        self, pieces: list[tuple[list[int], Chunk]], n_samples: int, language: str | None, timestamps: bool,
+        avg_logprob: float, no_speech_prob: float, truncated: bool, acceptance_rate: float | None = None,
+    ) -> Transcription:  # fmt: skip
+        """The Transcription of an input of `n_samples` from its windows' tokens, each with the chunk of the
+        input it heard (one window with the whole input when it is short)."""
+        if timestamps:
+            audio_end = round(n_samples / SAMPLE_RATE, 2)
+            spans = stitch_with_timestamps(pieces, self.tokenizer.timestamp_begin, self.tokenizer.eot, audio_end)
+            segments = [Segment(s.start, s.end, self.tokenizer.decode(s.tokens)) for s in spans]
+            text, tokens = "".join(s.text for s in segments), [t for s in spans for t in s.tokens]
+        else:
+            tokens = stitch([[t for t in window if t < self.tokenizer.eot] for window, _ in pieces])
+            text, segments = self.tokenizer.decode(tokens), []
+        return Transcription(text, tokens, language, avg_logprob, no_speech_prob, truncated, acceptance_rate, segments)
 
 
 def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:

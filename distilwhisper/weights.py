@@ -82,6 +82,8 @@ class GenerationDefaults:
     max_length: int | None = None  # decoder positions generate() fills by default, prompt included
     is_multilingual: bool | None = None  # False for English-only (.en) checkpoints; older configs lack it
     language_tokens: tuple[int, ...] = ()  # lang_to_id's ids: the languages detection chooses from
+    # With timestamps, how late the first one may be, in 0.02 s steps (50 in openai's checkpoints; None: any).
+    max_initial_timestamp_index: int | None = None
 
 
 def resolve_model_dir(
@@ -147,6 +149,7 @@ def load_generation_defaults(model_dir: Path) -> GenerationDefaults:
         max_length=config.get("max_length"),
         is_multilingual=config.get("is_multilingual"),
         language_tokens=tuple(sorted((config.get("lang_to_id") or {}).values())),
+        max_initial_timestamp_index=config.get("max_initial_timestamp_index"),
     )
 
 

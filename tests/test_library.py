@@ -35,8 +35,8 @@ def test_a_long_list_in_batches_equals_one_by_one(tiny, monkeypatch):
     one_by_one = [tiny.transcribe(path, max_new_tokens=12, no_speech_threshold=None) for path in files]
 
     events = []
-    real_decode = tiny.decode_batch
-    monkeypatch.setattr(tiny, "decode_batch", lambda waveforms, *rest: events.append(len(waveforms)) or real_decode(waveforms, *rest))
+    real_decode = tiny.decode_windows
+    monkeypatch.setattr(tiny, "decode_windows", lambda waveforms, *rest: events.append(len(waveforms)) or real_decode(waveforms, *rest))
     real_read = distilwhisper.transcribe.open_audio
     monkeypatch.setattr(distilwhisper.transcribe, "open_audio", lambda a: events.append("read") or real_read(a))
     batched = tiny.transcribe(files, max_new_tokens=12, no_speech_threshold=None, batch_size=5)

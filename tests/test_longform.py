@@ -274,9 +274,9 @@ def test_without_a_language_each_chunk_is_detected_as_the_pipeline_does(random_c
     expected = asr_pipeline(random_checkpoint)(
         {"raw": samples, "sampling_rate": SAMPLE_RATE}, generate_kwargs={"num_beams": 1, "max_new_tokens": 20})["text"]
 
-    chunk_languages, real_decode = [], Transcriber.decode_batch
-    monkeypatch.setattr(Transcriber, "decode_batch", lambda self, *args: [
-        chunk_languages.append(r.language) or r for r in real_decode(self, *args)])  # fmt: skip
+    chunk_languages, real_decode = [], Transcriber.decode_windows
+    monkeypatch.setattr(Transcriber, "decode_windows", lambda self, *args: (
+        chunk_languages.extend(decoded[1]) or decoded for decoded in [real_decode(self, *args)]).__next__())  # fmt: skip
     got = load_model(random_checkpoint, device="cpu").transcribe(samples, max_new_tokens=20, batch_size=4,
                                                                   no_speech_threshold=None)  # fmt: skip
     assert got.text == expected
@@ -289,18 +289,18 @@ def test_chunks_are_decoded_batch_size_at_a_time_and_truncated_when_any_chunk_wa
     from distilwhisper.transcribe import Transcriber
 
     model = load_model(random_checkpoint, device="cpu", dtype="float32")
-    real_decode = Transcriber.decode_batch
+    real_decode = Transcriber.decode_windows
     for cut in (None, 2):
         batches = []
 
-        def decode_batch(self, waveforms, *args):
-            results = real_decode(self, waveforms, *args)
-            for i, r in enumerate(results):  # only chunk `cut` reports running out
-                r.truncated = sum(batches) + i == cut
-            batches.append(len(results))
-            return results
+        def decode_windows(self, waveforms, *args):
+            decoded, languages = real_decode(self, waveforms, *args)
+            for i in range(len(decoded.truncated)):  # only chunk `cut` reports running out
+                decoded.truncated[i] = sum(batches) + i == cut
+            batches.append(len(decoded.truncated))
+            return decoded, languages
 
-        monkeypatch.setattr(Transcriber, "decode_batch", decode_batch)
+        monkeypatch.setattr(Transcriber, "decode_windows", decode_windows)
         result = model.transcribe(synthetic_speech(LENGTHS["exactly four steps (40 s)"], 1), max_new_tokens=3,
                                   batch_size=3, no_speech_threshold=None)  # fmt: skip
         assert (batches, result.truncated) == ([3, 1], cut is not None)
