@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_transcription_options(parser)
     parser.add_argument("--timestamps", action="store_true",
                         help="decode with Whisper's timestamps: txt prints one '[start --> end] text' line per "
-                             "segment, json adds the segments (start, end, text)")
+                             "segment, json adds the segments (start, end, text) (default: off)")
     parser.add_argument("--output-format", default="txt", choices=FORMATS,
                         help="txt: the text; json: an object with file and Transcription.to_dict()'s fields: text, "
                              "tokens, language, avg_logprob, no_speech_prob, truncated, segments; srt or vtt: "

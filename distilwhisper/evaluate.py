@@ -166,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         normalize = EnglishTextNormalizer(load_spelling_map(model_dir)) if english else basic_normalize
         transcriber = load_model(model_dir, device=args.device, dtype=args.dtype, compile=args.compile, assistant=args.assistant)
         transcriber.prompt(args.language, args.task, args.max_new_tokens)  # bad options fail before any work
+        args.batch_size = args.batch_size or transcriber.default_batch_size
     except Exception as e:  # noqa: BLE001 - a bad manifest or a model that does not load is one line
         fail(describe(e))
         return 2

@@ -242,10 +242,12 @@ class Transcriber:
         """The caller's language and task, else the checkpoint's, resolved as transformers' generate() resolves them.
 
         generation_config's `language`/`task` come first; only when it sets neither do its older
-        `forced_decoder_ids` speak. A language without a task is transcribed. Without a language from any
-        of them: None, each input's language is detected (`decode_batch`); and when nothing names a task
-        either, the prompt has no task token (None), as generate() builds it: <|startoftranscript|><|xx|>
-        <|notimestamps|>. English-only checkpoints transcribe English and nothing else.
+        `forced_decoder_ids` speak. Without a language from any of them: None, each input's language is
+        detected (`decode_windows`). Without a task from any of them: transcribe. (Here we part from
+        transformers on purpose: when nothing names a task, its generate() leaves the task token out,
+        <|startoftranscript|><|xx|><|notimestamps|>, a prompt Whisper was never trained on; whisper-base then
+        repeats one word until max_length on the JFK clip. openai/whisper and faster-whisper always
+        put the task in.) English-only checkpoints transcribe English and nothing else.
         """
         if not self.is_multilingual:
             if (language is not None and language_code(language) != "en") or task not in (None, "transcribe"):
@@ -257,9 +259,7 @@ class Transcriber:
             for _, token in self.defaults.forced_decoder_ids:
                 language = self.tokenizer.language_of(token) or language
                 task = self.tokenizer.task_of(token) or task
-        elif task is None:
-            task = "transcribe"
-        return language_code(language) if language else None, task
+        return language_code(language) if language else None, task or "transcribe"
 
     def prompt(
         self, language: str | None = None, task: str | None = None, max_new_tokens: int | None = None, timestamps: bool = False

@@ -84,13 +84,16 @@ def test_greedy_decode_with_each_inputs_language_equals_generate_defaults(multil
     prompts in one batch, after detection filled the caches (caches_ready)."""
     path, hf, ours = multilingual
     mel = random_mel(ours.dims.n_mels, 4, seed=53)
-    expected = generated(hf.generate(mel, max_new_tokens=12), eot=50257)
     defaults = load_generation_defaults(path)
-    rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+    # Random weights emit timestamps after <|notimestamps|>, which generate() then cuts out as segments: suppress them.
+    suppress = [*defaults.suppress_tokens, *range(NO_TIMESTAMPS + 1, ours.dims.n_vocab)]
+    # task="transcribe": without it generate() leaves the task token out, where we transcribe (language_and_task)
+    expected = generated(hf.generate(mel, max_new_tokens=12, task="transcribe", suppress_tokens=suppress), eot=50257)
+    rules = [SuppressTokens(suppress), SuppressAtBegin(defaults.begin_suppress_tokens)]
     audio_features = ours.encoder(mel)
     detected = detect_language(ours, audio_features, SOT, LANGUAGES).tolist()
-    # no task token: nothing in the generation config names one, so generate() leaves it out
-    prompts = [[SOT, language, NO_TIMESTAMPS] for language in detected]
+    transcribe = hf.generation_config.task_to_id["transcribe"]
+    prompts = [[SOT, language, transcribe, NO_TIMESTAMPS] for language in detected]
     got = greedy_decode(ours, audio_features, prompts, 50257, rules, 12, caches_ready=True).tokens
     assert got == expected and len(set(detected)) > 1
 
@@ -202,7 +205,7 @@ def test_transcribe_detects_each_inputs_language_as_generate_does(detecting_chec
     hf = multilingual[1]
     audio = noise(5, seed=58)
     input_features = features(audio, hf.config.num_mel_bins)
-    expected = generated(hf.generate(input_features, max_new_tokens=10), eot=50257)
+    expected = generated(hf.generate(input_features, max_new_tokens=10, task="transcribe"), eot=50257)
     model = load_model(detecting_checkpoint, device="cpu")
     results = model.transcribe(audio, max_new_tokens=10, no_speech_threshold=None)
     detected = [model.tokenizer.language_of(t) for t in hf.detect_language(input_features=input_features).tolist()]

@@ -54,10 +54,13 @@ def test_batch_size_below_one_is_a_clear_error(tiny):
 
 @needs_shared
 def test_to_dict_is_json_and_holds_every_field(tiny):
-    result = tiny.transcribe(AUDIO_DIR / "short" / "jfk_inaugural_11s.wav", max_new_tokens=4, no_speech_threshold=None)
+    result = tiny.transcribe(AUDIO_DIR / "short" / "jfk_inaugural_11s.wav", language="en", max_new_tokens=4,
+                             no_speech_threshold=None)  # fmt: skip
     record = json.loads(json.dumps(result.to_dict()))
+    segments: list = []  # filled with return_timestamps=True (test_timestamps)
     assert record == {"text": result.text, "tokens": result.tokens, "language": "en", "avg_logprob": result.avg_logprob,
-                      "no_speech_prob": result.no_speech_prob, "truncated": True, "acceptance_rate": None}  # fmt: skip
+                      "no_speech_prob": result.no_speech_prob, "truncated": True, "acceptance_rate": None,
+                      "segments": segments}  # fmt: skip
 
 
 def test_the_minimal_model_builds_from_dims_and_loads_a_checkpoint_by_hand(tmp_path):

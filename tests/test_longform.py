@@ -272,7 +272,7 @@ def test_without_a_language_each_chunk_is_detected_as_the_pipeline_does(random_c
                         [rng.standard_normal(len(seconds)) * 0.1, np.sin(2 * np.pi * 200 * seconds) * 0.3],
                         (rng.random(len(seconds)) < 0.001) * 0.9).astype(np.float32)  # fmt: skip
     expected = asr_pipeline(random_checkpoint)(
-        {"raw": samples, "sampling_rate": SAMPLE_RATE}, generate_kwargs={"num_beams": 1, "max_new_tokens": 20})["text"]
+        {"raw": samples, "sampling_rate": SAMPLE_RATE}, generate_kwargs={"num_beams": 1, "max_new_tokens": 20, "task": "transcribe"})["text"]
 
     chunk_languages, real_decode = [], Transcriber.decode_windows
     monkeypatch.setattr(Transcriber, "decode_windows", lambda self, *args: (

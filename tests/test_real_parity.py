@@ -76,8 +76,9 @@ def test_single_file_text_matches_asr_pipeline(ours, speech):
     asr = pipeline("automatic-speech-recognition", model=str(BASE_MODEL), device="cpu", dtype=torch.float32)
     name, waveform = speech[-1]
     # num_beams=1: left unset, the pipeline searches with 5 beams (whisper-base's generation config names none).
-    # No language on either side: both detect it.
-    expected = asr({"raw": waveform, "sampling_rate": 16000}, generate_kwargs={"num_beams": 1})
+    # No language on either side: both detect it. task="transcribe": without it generate() leaves the task token
+    # out, where we transcribe (Transcriber.language_and_task).
+    expected = asr({"raw": waveform, "sampling_rate": 16000}, generate_kwargs={"num_beams": 1, "task": "transcribe"})
     assert ours.transcribe(waveform).text == expected["text"], name
 
 

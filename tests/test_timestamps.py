@@ -412,7 +412,7 @@ HAND_MADE = Segment(0.0, 2.5, " Hello there."), Segment(2.5, 2.5, ""), Segment(3
 def hand_made_result():
     from distilwhisper import Transcription
 
-    return Transcription(" Hello there. General Kenobi!", [1, 2], "en", -0.1, 0.01, False, list(HAND_MADE))
+    return Transcription(" Hello there. General Kenobi!", [1, 2], "en", -0.1, 0.01, False, segments=list(HAND_MADE))
 
 
 def test_srt_vtt_and_timed_txt():
