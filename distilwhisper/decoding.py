@@ -202,10 +202,11 @@ def greedy_decode_with_timestamps(
     max_new_tokens: int,
     no_speech: int | None,
     timestamp_begin: int,
+    caches_ready: bool = False,
 ) -> DecodingResult:
     """Greedy decoding of (batch, n_mels, 3000) log-mel windows with timestamp tokens (`rules` holds
     TimestampRules), in passes as transformers' generate(return_timestamps=True) runs them; `audio_features`
-    are the encoder's output for `mel`, `prompts` one prompt per window.
+    are the encoder's output for `mel`, `prompts` one prompt per window; `caches_ready` as in `greedy_decode`.
 
     When a pass stops mid-speech (`finished_segments`), the window's rest is decoded again, from the
     start of its last segment: the log-mel frames from there on, zero-padded to 3000 frames; the
@@ -215,7 +216,7 @@ def greedy_decode_with_timestamps(
     `truncated` is set when any pass hit `max_new_tokens`.
     """
     frames, batch = mel.shape[-1], mel.shape[0]
-    first = greedy_decode(model, audio_features, prompts, eot, rules, max_new_tokens, no_speech)
+    first = greedy_decode(model, audio_features, prompts, eot, rules, max_new_tokens, no_speech, caches_ready)
     tokens: list[list[int]] = [[] for _ in range(batch)]
     truncated, seek = [False] * batch, [0] * batch
     rows, decoded = list(range(batch)), first

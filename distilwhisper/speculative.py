@@ -76,17 +76,20 @@ def speculative_decode(
     no_speech: int | None = None,
     draft_tokens: int = START_DRAFT_TOKENS,
     adapt: bool = True,
+    caches_ready: bool = False,
 ) -> DecodingResult:
     """`greedy_decode`'s result, got with fewer main-decoder passes; also each sequence's acceptance rate.
 
     `prompt` is one for the batch or one per sequence, all of one length, as in `greedy_decode`.
     `draft_features` is what the assistant's decoder attends to (`assistant.features(mel, audio_features)`).
     `draft_tokens` is k, the number of proposals per round; `adapt` lets it follow `next_draft_length`.
+    `caches_ready`: the main decoder's caches already hold `audio_features` (detect_language filled them).
     """
     batch, device = audio_features.shape[0], audio_features.device
     prompt_tokens = torch.tensor(prompt, device=device).expand(batch, -1)
     n_prompt, n_ctx = prompt_tokens.shape[1], model.dims.n_text_ctx
-    model.decoder.setup_caches(audio_features)
+    if not caches_ready:
+        model.decoder.setup_caches(audio_features)
     assistant.decoder.setup_caches(draft_features)
     # The prompt and every token so far, index = position; room past the end for the last round's proposals.
     sequence = torch.full((batch, n_prompt + max_new_tokens + max(draft_tokens, MAX_DRAFT_TOKENS) + 2), eot, device=device)

@@ -409,14 +409,15 @@ class Transcriber:
             if timestamps:  # plain greedy, also with an assistant: speculation does not run passes
                 rules = [*self.rules, self.timestamp_rules]
                 decoded = greedy_decode_with_timestamps(self.model, mel, features, prompts, eot, rules, max_new_tokens,
-                                                        no_speech, self.tokenizer.timestamp_begin)  # fmt: skip
+                                                        no_speech, self.tokenizer.timestamp_begin,
+                                                        caches_ready=language is None)  # fmt: skip
             elif self.assistant is None:
                 decoded = greedy_decode(self.model, features, prompts, eot, self.rules, max_new_tokens, no_speech,
                                         caches_ready=language is None, decoder_step=self.steps.decoder)  # fmt: skip
             else:
                 draft_features = self.assistant.features(mel, features)
                 decoded = speculative_decode(self.model, self.assistant, features, draft_features, prompts, eot, self.rules,
-                                             max_new_tokens, no_speech)  # fmt: skip
+                                             max_new_tokens, no_speech, caches_ready=language is None)  # fmt: skip
         silent = [no_speech_threshold is not None and p > no_speech_threshold for p in decoded.no_speech_probs[:batch]]
         decoded = replace(
             decoded,
