@@ -64,7 +64,12 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Ten
 
 
 class KVCache(nn.Module):
-    """Preallocated keys/values of shape (batch, heads, positions, head_dim), updated in place."""
+    """Preallocated keys/values of shape (batch, heads, positions, head_dim), updated in place.
+
+    Allocated once for the largest batch seen; a smaller batch uses the first rows (`use(batch)`). Every
+    batch size thus keeps one tensor at one address: a compiled step is not traced again for a batch it
+    has seen, and a CUDA graph recorded over the cache stays valid when batches of other sizes come between.
+    """
 
     def __init__(self, batch: int, heads: int, positions: int, head_dim: int, dtype: torch.dtype, device):
         super().__init__()
@@ -72,8 +77,16 @@ class KVCache(nn.Module):
         # Ordinary tensors even when made under inference_mode: an inference tensor could not be updated
         # in place later under no_grad, so a plain forward() after a transcribe() would fail.
         with torch.inference_mode(False):
-            self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-            self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+            self.full = (torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+        self.rows: dict[int, tuple[Tensor, Tensor]] = {}  # batch -> its views, made once
+        self.register_buffer("k", self.full[0], persistent=False)
+        self.register_buffer("v", self.full[1], persistent=False)
+
+    def use(self, batch: int) -> None:
+        """Make `k` and `v` the first `batch` rows."""
+        if batch not in self.rows:
+            self.rows[batch] = (self.full[0][:batch], self.full[1][:batch])
+        self.k, self.v = self.rows[batch]
 
     def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         if input_pos.ndim == 1:  # (time,): every row at the same positions
@@ -196,6 +209,8 @@ class Decoder(nn.Module):
                 layer.self_cache = KVCache(batch, heads, self.n_text_ctx, head_dim, dtype, device)
             if not _fits(layer.cross_cache, batch, dtype, device, audio_features.shape[1]):
                 layer.cross_cache = KVCache(batch, heads, audio_features.shape[1], head_dim, dtype, device)
+            layer.self_cache.use(batch)
+            layer.cross_cache.use(batch)
             k, v = layer.encoder_attn.keys_values(audio_features)
             layer.cross_cache.k.copy_(k)
             layer.cross_cache.v.copy_(v)
@@ -219,12 +234,15 @@ class Decoder(nn.Module):
 
 
 def _fits(cache: KVCache | None, batch: int, dtype: torch.dtype, device, positions: int | None = None) -> bool:
+    """Whether `cache` can hold `batch` rows (its first rows) of this dtype on this device."""
+    if cache is None:
+        return False
+    full = cache.full[0]
     return (
-        cache is not None
-        and cache.k.shape[0] == batch
-        and cache.k.dtype == dtype
-        and cache.k.device == device
-        and (positions is None or cache.k.shape[2] == positions)
+        full.shape[0] >= batch
+        and full.dtype == dtype
+        and full.device == device
+        and (positions is None or full.shape[2] == positions)
     )
 
 

@@ -46,6 +46,26 @@ def test_checking_for_the_end_every_few_steps_changes_nothing(tmp_path, monkeypa
     assert len(every_step.tokens[0]) <= 5 and not all(every_step.truncated)  # rows ended between two checks
 
 
+def test_caches_are_allocated_once_for_the_largest_batch(tmp_path):
+    """Smaller batches use the first rows of the caches: the same memory, and for each batch size the same
+    tensors every time (a compiled step or a CUDA graph over them stays valid); results as from fresh caches."""
+    path = save_random_whisper(tmp_path, seed=37, **TINY_CONFIGS["distil-2dec"])
+    model = load_whisper(path)
+    mel = random_mel(model, 4, seed=38)
+    fresh = [greedy_decode(load_whisper(path), model.encoder(m), PROMPT, 50257, [], max_new_tokens=12, no_speech=50362) for m in (mel, mel[1:3])]
+
+    def decode(m):
+        result = greedy_decode(model, model.encoder(m), PROMPT, 50257, [], max_new_tokens=12, no_speech=50362)
+        cache = model.decoder.layers[-1].cross_cache
+        return result, cache.k, cache.full[0].data_ptr()
+
+    four, k4, address = decode(mel)
+    two, k2, address2 = decode(mel[1:3])
+    again, k4_again, address4 = decode(mel)
+    assert [four, two] == fresh and again == four
+    assert k4_again is k4 and k2.shape[0] == 2 and k2.data_ptr() == k4.data_ptr() == address == address2 == address4
+
+
 @needs_compiler
 def test_compiled_greedy_tokens_equal_eager_without_recompiling(tmp_path):
     """Two fresh inputs of one bucket: the same tokens as eager, and the second compiles nothing. Then the
@@ -67,6 +87,11 @@ def test_compiled_greedy_tokens_equal_eager_without_recompiling(tmp_path):
         if seed == 32:
             graphs = counters["stats"]["unique_graphs"]
     assert graphs == 2  # the encoder and the one-token step
+    assert counters["stats"]["unique_graphs"] == graphs
+    # Another bucket compiles its own graphs; coming back to the first one compiles nothing more.
+    assert decode(mel[:2], compiled=True) == decode(mel[:2], compiled=False)
+    graphs = counters["stats"]["unique_graphs"]
+    assert decode(mel, compiled=True) == decode(mel, compiled=False)
     assert counters["stats"]["unique_graphs"] == graphs
 
     draft = torch.randint(0, 50257, (4, 3), generator=torch.Generator().manual_seed(34))
