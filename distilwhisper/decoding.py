@@ -98,6 +98,7 @@ class DecodingResult:
     no_speech_probs: list[float]  # probability of <|nospeech|> right after <|startoftranscript|>
     truncated: list[bool]  # max_new_tokens, not the end token, stopped the sequence
     acceptance_rates: list[float | None] | None = None  # speculative decoding: accepted / proposed draft tokens
+    proposed: list[int] | None = None  # speculative decoding: how many draft tokens were proposed
 
 
 @torch.inference_mode()
@@ -191,7 +192,60 @@ def finished_segments(tokens: list[int], timestamp_begin: int) -> tuple[list[int
     return tokens[: pairs[-1] + 1], tokens[pairs[-1] - 1] - timestamp_begin
 
 
+# One decoding pass over a batch of windows: (mel, audio_features, prompts, caches_ready) -> DecodingResult,
+# `greedy_decode` or `speculative_decode` with everything else bound; `caches_ready` as in `greedy_decode`.
+DecodePass = Callable[[Tensor, Tensor, list[list[int]], bool], DecodingResult]
+
+
 @torch.inference_mode()
+def decode_in_passes(
+    decode_pass: DecodePass,
+    encoder: Callable[[Tensor], Tensor],
+    mel: Tensor,
+    audio_features: Tensor,
+    prompts: list[list[int]],
+    timestamp_begin: int,
+    caches_ready: bool = False,
+) -> DecodingResult:
+    """Decoding of (batch, n_mels, 3000) log-mel windows with timestamp tokens (the pass's rules hold
+    TimestampRules), in passes as transformers' generate(return_timestamps=True) runs them;
+    `audio_features` are `encoder(mel)`, `prompts` one prompt per window.
+
+    When a pass stops mid-speech (`finished_segments`), the window's rest is decoded again, from the
+    start of its last segment: the log-mel frames from there on, zero-padded to 3000 frames; the
+    second pass's timestamps count from there. The window's tokens are its passes' kept tokens, one
+    after the other. A pass whose last segment starts at 0.00 s would start the same pass again
+    forever; there, the window ends. `no_speech_probs` and `avg_logprobs` are the first pass's;
+    `truncated` is set when any pass hit the token limit; the acceptance rate counts every pass.
+    """
+    frames, batch = mel.shape[-1], mel.shape[0]
+    first = decode_pass(mel, audio_features, prompts, caches_ready)
+    tokens: list[list[int]] = [[] for _ in range(batch)]
+    truncated, seek = [False] * batch, [0] * batch
+    proposed, accepted = [0] * batch, [0.0] * batch
+    rows, decoded = list(range(batch)), first
+    while rows:
+        unfinished = []
+        for i, (row, generated, cut) in enumerate(zip(rows, decoded.tokens, decoded.truncated)):
+            kept, resume = finished_segments(generated, timestamp_begin)
+            tokens[row] += kept
+            truncated[row] |= cut
+            if decoded.proposed is not None:
+                proposed[row] += decoded.proposed[i]
+                accepted[row] += (decoded.acceptance_rates[i] or 0.0) * decoded.proposed[i]  # the accepted count
+            seek[row] += 2 * (resume or 0)  # 2 log-mel frames per timestamp step
+            if resume and seek[row] < frames:
+                unfinished.append(row)
+        rows = unfinished
+        if rows:
+            rest = torch.stack([torch.nn.functional.pad(mel[r, :, seek[r] :], (0, seek[r])) for r in rows])
+            decoded = decode_pass(rest, encoder(rest), [prompts[r] for r in rows], False)
+    rates = None
+    if first.proposed is not None:
+        rates = [round(a) / p if p else None for a, p in zip(accepted, proposed)]
+    return DecodingResult(tokens, first.avg_logprobs, first.no_speech_probs, truncated, rates, first.proposed and proposed)
+
+
 def greedy_decode_with_timestamps(
     model: Whisper,
     mel: Tensor,
@@ -204,33 +258,9 @@ def greedy_decode_with_timestamps(
     timestamp_begin: int,
     caches_ready: bool = False,
 ) -> DecodingResult:
-    """Greedy decoding of (batch, n_mels, 3000) log-mel windows with timestamp tokens (`rules` holds
-    TimestampRules), in passes as transformers' generate(return_timestamps=True) runs them; `audio_features`
-    are the encoder's output for `mel`, `prompts` one prompt per window; `caches_ready` as in `greedy_decode`.
+    """`decode_in_passes` with greedy passes: `rules` hold TimestampRules, the rest as in `greedy_decode`."""
 
-    When a pass stops mid-speech (`finished_segments`), the window's rest is decoded again, from the
-    start of its last segment: the log-mel frames from there on, zero-padded to 3000 frames; the
-    second pass's timestamps count from there. The window's tokens are its passes' kept tokens, one
-    after the other. A pass whose last segment starts at 0.00 s would start the same pass again
-    forever; there, the window ends. `no_speech_probs` and `avg_logprobs` are the first pass's;
-    `truncated` is set when any pass hit `max_new_tokens`.
-    """
-    frames, batch = mel.shape[-1], mel.shape[0]
-    first = greedy_decode(model, audio_features, prompts, eot, rules, max_new_tokens, no_speech, caches_ready)
-    tokens: list[list[int]] = [[] for _ in range(batch)]
-    truncated, seek = [False] * batch, [0] * batch
-    rows, decoded = list(range(batch)), first
-    while rows:
-        unfinished = []
-        for row, generated, cut in zip(rows, decoded.tokens, decoded.truncated):
-            kept, resume = finished_segments(generated, timestamp_begin)
-            tokens[row] += kept
-            truncated[row] |= cut
-            seek[row] += 2 * (resume or 0)  # 2 log-mel frames per timestamp step
-            if resume and seek[row] < frames:
-                unfinished.append(row)
-        rows = unfinished
-        if rows:
-            rest = torch.stack([torch.nn.functional.pad(mel[r, :, seek[r] :], (0, seek[r])) for r in rows])
-            decoded = greedy_decode(model, model.encoder(rest), [prompts[r] for r in rows], eot, rules, max_new_tokens, no_speech)
-    return DecodingResult(tokens, first.avg_logprobs, first.no_speech_probs, truncated)
+    def greedy_pass(mel: Tensor, features: Tensor, prompts: list[list[int]], caches_ready: bool) -> DecodingResult:
+        return greedy_decode(model, features, prompts, eot, rules, max_new_tokens, no_speech, caches_ready)
+
+    return decode_in_passes(greedy_pass, model.encoder, mel, audio_features, prompts, timestamp_begin, caches_ready)

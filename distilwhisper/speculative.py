@@ -148,7 +148,7 @@ def speculative_decode(
     # As in greedy_decode: the end token counts in the average.
     avg_logprobs = [total / (len(row) + 1) for total, row in zip(sum_logprobs, tokens)]
     rates = [a / p if p else None for a, p in zip(accepted, proposed)]
-    return DecodingResult(tokens, avg_logprobs, no_speech_probs, [not e for e in ended], rates)
+    return DecodingResult(tokens, avg_logprobs, no_speech_probs, [not e for e in ended], rates, proposed)
 
 
 def choose(rules: list, logits: Tensor, sequence: Tensor, n_prompt: int, lengths: dict[int, int]) -> Tensor:

@@ -19,8 +19,8 @@ import torch
 from .audio import (N_SAMPLES, SAMPLE_RATE, AudioStream, audio_duration, decode_audio, load_audio, log_mel_spectrogram,
                     pad_or_trim, resample, stream_audio)
 from .compiled import Steps, compiled_steps, eager_steps
-from .decoding import (DecodingResult, SuppressAtBegin, SuppressTokens, TimestampRules, detect_language, greedy_decode,
-                       greedy_decode_with_timestamps)
+from .decoding import (DecodingResult, SuppressAtBegin, SuppressTokens, TimestampRules, decode_in_passes, detect_language,
+                       greedy_decode)
 from .errors import DistilWhisperError, first_line
 from .languages import language_code
 from .longform import (
@@ -388,7 +388,7 @@ class Transcriber:
         language: str | None, timestamps: bool = False,
     ) -> tuple[DecodingResult, list[str | None]]:  # fmt: skip
         """(batch, N_SAMPLES) samples -> each window's generated tokens (timestamps among them when asked for,
-        decoded in passes as generate() does: `greedy_decode_with_timestamps`), and the language each was
+        decoded in passes as generate() does: `decode_in_passes`), and the language each was
         decoded in. A window the silence rule finds silent has no tokens.
 
         `language` None: each input's language is detected (one decoder step on the audio features) and
@@ -406,18 +406,22 @@ class Transcriber:
                 prompts = [[prompt[0], token, *prompt[2:]] for token in detected]
                 languages = [self.tokenizer.language_of(token) for token in detected[:batch]]
             eot, no_speech = self.tokenizer.eot, self.tokenizer.no_speech
-            if timestamps:  # plain greedy, also with an assistant: speculation does not run passes
-                rules = [*self.rules, self.timestamp_rules]
-                decoded = greedy_decode_with_timestamps(self.model, mel, features, prompts, eot, rules, max_new_tokens,
-                                                        no_speech, self.tokenizer.timestamp_begin,
-                                                        caches_ready=language is None)  # fmt: skip
-            elif self.assistant is None:
-                decoded = greedy_decode(self.model, features, prompts, eot, self.rules, max_new_tokens, no_speech,
-                                        caches_ready=language is None, decoder_step=self.steps.decoder)  # fmt: skip
+            rules = [*self.rules, self.timestamp_rules] if timestamps else self.rules
+
+            def decode_pass(mel: torch.Tensor, features: torch.Tensor, prompts: list[list[int]], caches_ready: bool) -> DecodingResult:
+                if self.assistant is not None:
+                    draft_features = self.assistant.features(mel, features)
+                    return speculative_decode(self.model, self.assistant, features, draft_features, prompts, eot, rules,
+                                              max_new_tokens, no_speech, caches_ready=caches_ready)  # fmt: skip
+                # A timestamp pass after the first decodes only some windows: a batch no compiled step has.
+                step = self.steps.decoder if len(features) == self.steps.bucket(len(features)) else None
+                return greedy_decode(self.model, features, prompts, eot, rules, max_new_tokens, no_speech, caches_ready, step)
+
+            if timestamps:
+                decoded = decode_in_passes(decode_pass, self.model.encoder, mel, features, prompts,
+                                           self.tokenizer.timestamp_begin, caches_ready=language is None)  # fmt: skip
             else:
-                draft_features = self.assistant.features(mel, features)
-                decoded = speculative_decode(self.model, self.assistant, features, draft_features, prompts, eot, self.rules,
-                                             max_new_tokens, no_speech, caches_ready=language is None)  # fmt: skip
+                decoded = decode_pass(mel, features, prompts, language is None)
         silent = [no_speech_threshold is not None and p > no_speech_threshold for p in decoded.no_speech_probs[:batch]]
         decoded = replace(
             decoded,
@@ -426,6 +430,7 @@ class Transcriber:
             no_speech_probs=decoded.no_speech_probs[:batch],
             truncated=[not s and t for s, t in zip(silent, decoded.truncated)],
             acceptance_rates=decoded.acceptance_rates and decoded.acceptance_rates[:batch],
+            proposed=decoded.proposed and decoded.proposed[:batch],
         )
         return decoded, languages
 

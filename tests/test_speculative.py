@@ -15,7 +15,8 @@ import torch
 
 from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, hf_greedy_tokens, needs_shared, save_random_whisper
 from distilwhisper import DistilWhisperError, load_audio, load_model, log_mel_spectrogram, pad_or_trim
-from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode
+from distilwhisper.decoding import (SuppressAtBegin, SuppressTokens, TimestampRules, decode_in_passes, greedy_decode,
+                                   greedy_decode_with_timestamps)
 from distilwhisper.speculative import Assistant, load_assistant, next_draft_length, speculative_decode
 from distilwhisper.weights import load_generation_defaults, load_whisper
 
@@ -197,6 +198,38 @@ def test_fixed_and_adaptive_draft_lengths_agree(main_model, rules, adapt):
     assert_same_result(plain, fast)
 
 
+def with_timestamps_both_ways(model, assistant, mel, rules, max_new_tokens):
+    """(plain greedy, speculative) passes with Whisper's timestamp rules, as generate(return_timestamps=True)
+    runs them. The oracle is plain greedy: test_timestamps holds it equal to transformers' generate. (Not
+    generate(..., assistant_model=...): with return_timestamps it strays from its own greedy output, and on
+    a random tiny config returns 117 tokens where plain generate returns 17, checked with transformers 5.24.)"""
+    prompt = [PROMPT[:3]] * len(mel)  # no <|notimestamps|>
+    rules = [*rules, TimestampRules(EOT, PROMPT[3], None)]
+    features = model.encoder(mel)
+    plain = greedy_decode_with_timestamps(model, mel, features, prompt, EOT, rules, max_new_tokens, NO_SPEECH, PROMPT[3] + 1)
+
+    def speculative_pass(mel, features, prompts, caches_ready):
+        draft_features = assistant.features(mel, features)
+        return speculative_decode(model, assistant, features, draft_features, prompts, EOT, rules, max_new_tokens, NO_SPEECH, caches_ready=caches_ready)
+
+    fast = decode_in_passes(speculative_pass, model.encoder, mel, features, prompt, PROMPT[3] + 1)
+    return plain, fast
+
+
+@pytest.mark.parametrize("draft", ["self", "shared", "own-encoder"])
+def test_timestamps_on(checkpoints, main_model, rules, draft):
+    """Every pass speculates; the windows' tokens are plain greedy's passes', and the rate counts them all."""
+    assistant = self_draft(main_model) if draft == "self" else load_assistant(checkpoints[draft], main_model)
+    mel = random_mel(3, 30)
+    plain, fast = with_timestamps_both_ways(main_model, assistant, mel, rules, max_new_tokens=40)
+    assert_same_result(plain, fast)
+    timestamps = [[t for t in row if t > PROMPT[3]] for row in plain.tokens]
+    assert all(timestamps) and any(b < a for row in timestamps for a, b in zip(row, row[1:]))  # several passes
+    assert all(r is not None and 0 <= r <= 1 for r in fast.acceptance_rates)
+    assert draft != "self" or fast.acceptance_rates == [1.0] * 3  # always right, in every pass
+    assert sum(fast.proposed) > 0
+
+
 def test_draft_length_follows_transformers_heuristic():
     assert [next_draft_length(5, True), next_draft_length(5, False), next_draft_length(1, False)] == [7, 4, 1]
 
@@ -212,16 +245,19 @@ def test_assistant_that_does_not_fit_is_refused(checkpoints, main_model, tmp_pat
         load_assistant(narrow, main_model)
 
 
+@pytest.mark.parametrize("timestamps", [False, True], ids=["", "timestamps"])
 @pytest.mark.parametrize("assistant", ["shared", "int8"])
-def test_transcribe_with_an_assistant(checkpoints, assistant):
+def test_transcribe_with_an_assistant(checkpoints, assistant, timestamps):
     """Short inputs and a long one (chunks go through the same batch decoding): the same tokens as without."""
     main = add_base_tokenizer(checkpoints["main"])
     generator = torch.Generator().manual_seed(29)
     audio = [0.1 * torch.randn(16000 * seconds, generator=generator).numpy() for seconds in (4, 7, 35)]
-    options = dict(max_new_tokens=12, no_speech_threshold=None, batch_size=2)
+    options = dict(max_new_tokens=12, no_speech_threshold=None, batch_size=2, return_timestamps=timestamps)
     plain = load_model(main).transcribe(audio, **options)
     fast = load_model(main, assistant=checkpoints.get(assistant, assistant)).transcribe(audio, **options)
     assert [r.tokens for r in fast] == [r.tokens for r in plain]
+    assert [r.segments for r in fast] == [r.segments for r in plain]
+    assert not timestamps or all(r.segments for r in plain)
     assert all(r.acceptance_rate is None for r in plain)
     assert all(0 <= r.acceptance_rate <= 1 for r in fast)
     assert assistant != "int8" or min(r.acceptance_rate for r in fast) > 0.5  # the model itself, only rounded
@@ -285,6 +321,7 @@ def test_base_with_a_student_draft_on_real_speech(tmp_path, decoder_only):
     plain, fast = decode_both(model, assistant, mel, rules, max_new_tokens=100)
     assert_same_result(plain, fast)
     assert not any(plain.truncated)
+    assert_same_result(*with_timestamps_both_ways(model, assistant, mel, rules, max_new_tokens=100))
     oracle = WhisperForConditionalGeneration.from_pretrained(BASE_MODEL, dtype=torch.float32).eval()
     hf_draft = (WhisperForCausalLM if decoder_only else WhisperForConditionalGeneration).from_pretrained(student, dtype=torch.float32).eval()
     for i in range(len(files)):
