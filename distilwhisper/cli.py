@@ -257,7 +257,8 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
             results.update(zip(group, transcripts))
         except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error, a file failing part-way: the others still run
             for i in group:
-                fail(f"{input_name(loaded[i][0])}: {describe(e)}")
+                name, reason = input_name(loaded[i][0]), describe(e)
+                fail(reason if isinstance(e, DistilWhisperError) and name in reason else f"{name}: {reason}")  # named once
             failures += len(group)
         finally:
             if show_progress:

@@ -121,7 +121,8 @@ def _read_json(path: Path) -> dict:
         raise DistilWhisperError(f"cannot read {path}: {e}") from None
 
 
-def load_dims(model_dir: Path) -> ModelDims:
+def load_dims(model_dir: str | os.PathLike) -> ModelDims:
+    model_dir = Path(model_dir)
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise DistilWhisperError(f"{model_dir} is not a Whisper checkpoint folder: it has no config.json")
@@ -134,8 +135,9 @@ def load_dims(model_dir: Path) -> ModelDims:
         raise DistilWhisperError(f"{config_path} lacks the field {e}") from None
 
 
-def load_generation_defaults(model_dir: Path) -> GenerationDefaults:
+def load_generation_defaults(model_dir: str | os.PathLike) -> GenerationDefaults:
     """generation_config.json wins where it has a field; older checkpoints keep them in config.json."""
+    model_dir = Path(model_dir)
     config = _read_json(model_dir / "config.json")
     generation_path = model_dir / "generation_config.json"
     if generation_path.is_file():

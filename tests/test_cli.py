@@ -11,7 +11,7 @@ import pytest
 
 from conftest import AUDIO_DIR, BASE_MODEL, needs_shared
 import distilwhisper
-from distilwhisper import load_model
+from distilwhisper import DistilWhisperError, load_model
 from distilwhisper.cli import build_parser, main, write_atomically
 from distilwhisper.transcribe import Transcriber, Transcription
 
@@ -149,6 +149,26 @@ def test_an_unexpected_failure_fails_its_batch_alone(tmp_path, capsys, expected_
     assert err.splitlines() == [
         f"distilwhisper: error: {source}: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
         for source in GOOD[:2]
+    ]
+
+
+@needs_shared
+def test_a_file_failing_part_way_is_named_once(tmp_path, capsys, monkeypatch):
+    """A long file read as it is decoded can fail late (ffmpeg exits with an error): our message names it already."""
+    import wave
+
+    long_file = tmp_path / "long.wav"
+    with wave.open(str(long_file), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(16000)
+        f.writeframes(os.urandom(2 * 16000 * 31))
+
+    def fails_part_way(self, audio, **kwargs):
+        raise DistilWhisperError(f"could not decode {long_file} with ffmpeg: Invalid data found when processing input")
+
+    monkeypatch.setattr(Transcriber, "transcribe", fails_part_way)
+    assert main([str(long_file), "--model", str(BASE_MODEL)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"distilwhisper: error: could not decode {long_file} with ffmpeg: Invalid data found when processing input"
     ]
 
 
