@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .model import Whisper
+from .model import Decoder, Whisper
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Steps:
     encoder: Callable[[Tensor], Tensor]
     decoder: Callable[[Tensor, Tensor], Tensor]
     compiled: bool = False
+    draft: Callable[[Tensor, Tensor], Tensor] | None = None  # the assistant's decoder step, compiled; None: eager
 
     def bucket(self, batch: int) -> int:
         """The batch a compiled step runs for `batch` inputs (padded up); eager steps take any batch as it is."""
@@ -37,14 +38,18 @@ def eager_steps(model: Whisper) -> Steps:
     return Steps(model.encoder, model.decoder)
 
 
-def compiled_steps(model: Whisper) -> Steps:
-    """The model's encoder and decoder step, compiled; the first call of each shape pays the compilation
-    (seconds to a minute; see the README), later calls of that shape reuse it."""
+def compiled_steps(model: Whisper, draft: Decoder | None = None) -> Steps:
+    """The model's encoder and decoder step, compiled, and a speculative assistant's `draft` decoder step if
+    given; the first call of each shape pays the compilation (seconds to a minute; see the README), later
+    calls of that shape reuse it."""
     # CUDA graphs replay the step's hundreds of kernel launches as one; inductor's default elsewhere.
     mode = "reduce-overhead" if model.decoder.embed_tokens.weight.device.type == "cuda" else None
     # dynamic=False: a new shape (another bucket, another k) gets its own graph rather than a dynamic one.
+    # Each is one more compiled entry of the same Decoder.forward code, as is every decoder compiled in this
+    # process (a draft's, another model's): dynamo's default limit of 8 per code would soon refuse them.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     compile_ = lambda module: torch.compile(module, mode=mode, fullgraph=True, dynamic=False)  # noqa: E731
-    return Steps(compile_(model.encoder), compile_(model.decoder), compiled=True)
+    return Steps(compile_(model.encoder), compile_(model.decoder), compiled=True, draft=draft and compile_(draft))
 
 
 def batch_bucket(batch: int) -> int:

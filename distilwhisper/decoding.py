@@ -170,8 +170,8 @@ def greedy_decode(
     tokens = [row[: row.index(eot)] if eot in row else row for row in rows]
     # Like openai/whisper, the end token counts in the average.
     avg_logprobs = [total / (len(row) + 1) for total, row in zip(sum_logprobs.tolist(), tokens)]
-    no_speech_probs = no_speech_probs.tolist() if no_speech_probs is not None else [float("nan")] * batch
-    return DecodingResult(tokens, avg_logprobs, no_speech_probs, [eot not in row for row in rows])
+    no_speech_list = no_speech_probs.tolist() if no_speech_probs is not None else [float("nan")] * batch
+    return DecodingResult(tokens, avg_logprobs, no_speech_list, [eot not in row for row in rows])
 
 
 def finished_segments(tokens: list[int], timestamp_begin: int) -> tuple[list[int], int | None]:
@@ -230,7 +230,7 @@ def decode_in_passes(
             kept, resume = finished_segments(generated, timestamp_begin)
             tokens[row] += kept
             truncated[row] |= cut
-            if decoded.proposed is not None:
+            if decoded.proposed is not None and decoded.acceptance_rates is not None:
                 proposed[row] += decoded.proposed[i]
                 accepted[row] += (decoded.acceptance_rates[i] or 0.0) * decoded.proposed[i]  # the accepted count
             seek[row] += 2 * (resume or 0)  # 2 log-mel frames per timestamp step

@@ -13,11 +13,13 @@ own position in the meantime.
 """
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .compiled import Steps
 from .decoding import DecodingResult
 from .errors import DistilWhisperError
 from .model import Decoder, Encoder, Whisper
@@ -77,6 +79,7 @@ def speculative_decode(
     draft_tokens: int = START_DRAFT_TOKENS,
     adapt: bool = True,
     caches_ready: bool = False,
+    steps: Steps | None = None,
 ) -> DecodingResult:
     """`greedy_decode`'s result, got with fewer main-decoder passes; also each sequence's acceptance rate.
 
@@ -84,8 +87,14 @@ def speculative_decode(
     `draft_features` is what the assistant's decoder attends to (`assistant.features(mel, audio_features)`).
     `draft_tokens` is k, the number of proposals per round; `adapt` lets it follow `next_draft_length`.
     `caches_ready`: the main decoder's caches already hold `audio_features` (detect_language filled them).
+    `steps`: compiled twins of the main decoder (verify passes) and of the draft decoder (`steps.draft`);
+    compiled, every round proposes `draft_tokens`, since each k would be a graph of its own.
     """
     batch, device = audio_features.shape[0], audio_features.device
+    compiled = steps is not None and steps.compiled
+    verify_step = steps.decoder if steps is not None else model.decoder
+    draft_step = steps.draft if steps is not None and steps.draft is not None else assistant.decoder
+    adapt = adapt and not compiled
     prompt_tokens = torch.tensor(prompt, device=device).expand(batch, -1)
     n_prompt, n_ctx = prompt_tokens.shape[1], model.dims.n_text_ctx
     if not caches_ready:
@@ -112,14 +121,14 @@ def speculative_decode(
         active = {b: n for b, n in enumerate(lengths) if not ended[b] and n < max_new_tokens}
         if not active:
             break
-        # More proposals than the roomiest row can still use would be wasted.
-        k_now = min(k, max(max_new_tokens - n for n in active.values()) - 1)
+        # More proposals than the roomiest row can still use would be wasted (but for a compiled step, a new shape).
+        k_now = k if compiled else min(k, max(max_new_tokens - n for n in active.values()) - 1)
         current = torch.tensor([n_prompt + n - 1 for n in lengths], device=device)  # position of the last token
-        proposals = propose(assistant.decoder, rules, sequence, current, n_prompt, active, k_now, n_ctx)
+        proposals = propose(draft_step, rules, sequence, current, n_prompt, active, k_now, n_ctx)
 
         # Verify: the last token and the k proposals in one pass; row b's output i predicts its token lengths[b] + i.
         window = current[:, None] + torch.arange(k_now + 1, device=device)
-        logits = model.decoder(sequence.gather(1, window), window.clamp(max=n_ctx - 1)).float()
+        logits = verify_step(sequence.gather(1, window), window.clamp(max=n_ctx - 1)).float()
         targets = choose(rules, logits, sequence, n_prompt, active)
         logprobs = log_probs(logits, targets).tolist()
         agree = (proposals == targets[:, :k_now]).cumprod(dim=1).sum(dim=1).tolist()
@@ -164,9 +173,10 @@ def log_probs(logits: Tensor, tokens: Tensor) -> Tensor:
 
 
 def propose(
-    draft: Decoder, rules: list, sequence: Tensor, current: Tensor, n_prompt: int, lengths: dict[int, int], k: int, n_ctx: int
+    draft: Callable[[Tensor, Tensor], Tensor], rules: list, sequence: Tensor, current: Tensor, n_prompt: int, lengths: dict[int, int], k: int, n_ctx: int
 ) -> Tensor:
-    """k greedy proposals per row (batch, k), written tentatively after each row's last token in `sequence`.
+    """k greedy proposals per row (batch, k) of the `draft` decoder step, written tentatively after each row's
+    last token in `sequence`.
 
     The draft's cache may lack the token before the last one (a last proposal that was accepted: proposals
     are scored, never fed back), so its first step feeds both; feeding a cached position again rewrites

@@ -27,7 +27,7 @@ from .longform import (
     DEFAULT_CHUNK_LENGTH, Chunk, chunk_samples, stitch, stitch_with_timestamps, transcribe_long,
 )  # fmt: skip
 from .model import Whisper
-from .speculative import Assistant, load_assistant, speculative_decode
+from .speculative import SELF_DRAFT, Assistant, load_assistant, speculative_decode
 from .tokenizer import Tokenizer, load_tokenizer
 from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
 
@@ -409,13 +409,13 @@ class Transcriber:
             rules = [*self.rules, self.timestamp_rules] if timestamps else self.rules
 
             def decode_pass(mel: torch.Tensor, features: torch.Tensor, prompts: list[list[int]], caches_ready: bool) -> DecodingResult:
+                # A timestamp pass after the first decodes only some windows: a batch no compiled step has.
+                steps = self.steps if len(features) == self.steps.bucket(len(features)) else eager_steps(self.model)
                 if self.assistant is not None:
                     draft_features = self.assistant.features(mel, features)
                     return speculative_decode(self.model, self.assistant, features, draft_features, prompts, eot, rules,
-                                              max_new_tokens, no_speech, caches_ready=caches_ready)  # fmt: skip
-                # A timestamp pass after the first decodes only some windows: a batch no compiled step has.
-                step = self.steps.decoder if len(features) == self.steps.bucket(len(features)) else None
-                return greedy_decode(self.model, features, prompts, eot, rules, max_new_tokens, no_speech, caches_ready, step)
+                                              max_new_tokens, no_speech, caches_ready=caches_ready, steps=steps)  # fmt: skip
+                return greedy_decode(self.model, features, prompts, eot, rules, max_new_tokens, no_speech, caches_ready, steps.decoder)
 
             if timestamps:
                 decoded = decode_in_passes(decode_pass, self.model.encoder, mel, features, prompts,
@@ -512,7 +512,9 @@ def load_model(
     device, dtype = resolve_device_dtype(device, dtype)
     model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
     model = load_whisper(model_dir, dtype=dtype, device=device)
-    steps = compiled_steps(model) if compile else None
     draft = None if assistant is None else load_assistant(assistant, model, cache_dir=cache_dir)
+    # The int8 self-draft's quantised layers do not compile: it drafts eagerly.
+    compiled_draft = draft.decoder if draft is not None and str(assistant) != SELF_DRAFT else None
+    steps = compiled_steps(model, compiled_draft) if compile else None
     return Transcriber(model, load_tokenizer(model_dir), load_generation_defaults(model_dir), steps, draft)
 

@@ -5,6 +5,7 @@ Compilation costs seconds on two cores (about 15 s for a tiny config, about a mi
 so each test compiles one batch bucket once.
 """
 
+import copy
 import shutil
 
 import pytest
@@ -16,6 +17,7 @@ from distilwhisper import load_model
 from distilwhisper.compiled import batch_bucket, compiled_steps
 from distilwhisper import decoding
 from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode
+from distilwhisper.speculative import Assistant, speculative_decode
 from distilwhisper.weights import load_generation_defaults, load_whisper
 
 PROMPT = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
@@ -114,3 +116,32 @@ def test_compiled_transcription_equals_eager_on_real_speech():
     assert [r.tokens for r in compiled] == [r.tokens for r in eager]
     assert all(r.tokens for r in eager)
     assert [r.avg_logprob for r in compiled] == pytest.approx([r.avg_logprob for r in eager], abs=1e-4)
+
+
+@needs_compiler
+def test_compiled_speculation_equals_plain_greedy_without_recompiling(tmp_path):
+    """Speculation over compiled steps: verify passes of k + 1 tokens and the draft's steps are graphs too;
+    k stays fixed, so a second input of the bucket compiles nothing and the tokens are still plain greedy's."""
+    path = save_random_whisper(tmp_path, seed=41, **TINY_CONFIGS["distil-2dec"])
+    model = load_whisper(path)
+    defaults = load_generation_defaults(path)
+    rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+    draft = copy.deepcopy(model.decoder)  # jittered: a draft that is sometimes right, sometimes wrong
+    generator = torch.Generator().manual_seed(44)
+    with torch.no_grad():
+        for parameter in draft.parameters():
+            parameter += 0.02 * torch.randn(parameter.shape, generator=generator)
+    steps = compiled_steps(model, draft)
+
+    counters.clear()
+    for seed in (42, 43):
+        features = model.encoder(random_mel(model, 2, seed))
+        plain = greedy_decode(model, features, PROMPT, 50257, rules, max_new_tokens=20, no_speech=50362)
+        fast = speculative_decode(model, Assistant(draft), features, features, PROMPT, 50257, rules, 20, 50362,
+                                  draft_tokens=3, steps=steps)  # fmt: skip
+        assert fast.tokens == plain.tokens and fast.truncated == plain.truncated
+        assert 0 < max(fast.acceptance_rates) < 1
+        if seed == 42:
+            graphs = counters["stats"]["unique_graphs"]
+    assert graphs == 3  # the verify pass, the draft's first step (two tokens) and its one-token step
+    assert counters["stats"]["unique_graphs"] == graphs

@@ -263,6 +263,21 @@ def test_transcribe_with_an_assistant(checkpoints, assistant, timestamps):
     assert assistant != "int8" or min(r.acceptance_rate for r in fast) > 0.5  # the model itself, only rounded
 
 
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler (g++)")
+def test_compiled_transcription_with_an_assistant(checkpoints):
+    """load_model(compile=True, assistant=...): the verify passes and the draft's steps run compiled, same tokens."""
+    main = add_base_tokenizer(checkpoints["main"])
+    generator = torch.Generator().manual_seed(31)
+    audio = [0.1 * torch.randn(16000 * seconds, generator=generator).numpy() for seconds in (4, 7)]
+    options = dict(max_new_tokens=12, no_speech_threshold=None)
+    plain = load_model(main).transcribe(audio, **options)
+    compiled = load_model(main, compile=True, assistant=checkpoints["shared"])
+    assert compiled.steps.draft is not None
+    fast = compiled.transcribe(audio, **options)
+    assert [r.tokens for r in fast] == [r.tokens for r in plain]
+    assert all(r.acceptance_rate is not None for r in fast)
+
+
 def test_int8_self_draft_needs_a_float32_model_on_the_cpu(checkpoints):
     with pytest.raises(DistilWhisperError, match="int8 self-draft runs on the CPU in float32"):
         load_assistant("int8", load_whisper(checkpoints["main"], dtype=torch.float64))
