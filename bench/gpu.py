@@ -19,7 +19,9 @@ we and transformers load the same files. No tokenizer is needed: both sides deco
    matmul rate).
 
 Writes OUT/gpu.md and OUT/gpu.json after every measured unit, so a run cut short keeps what it measured;
-stops starting new units past --budget-s. Long-form batch 16 joins once bench/long_form.py exists (`long_form`).
+stops starting new units past --budget-s. Then, per checkpoint as time allows: chunked long-form at batch 16
+(bench/long_form.py); and for one with more than 2 decoder layers (large-v2), speculative decoding with a 2-layer
+student of it as the draft (bench/speculative.py's cost and controlled-acceptance tables, batch 1 and 4).
 """
 
 import argparse
@@ -314,6 +316,29 @@ def long_form(path: Path, args, device: torch.device) -> list[dict] | None:
     return gpu_rows(path, args, device)
 
 
+def speculative(path: Path, args, device: torch.device) -> dict:
+    """bench/speculative.py's two tables with this checkpoint as the main model and two of its decoder layers
+    (first and last) as the draft: for large-v2, a distil-large-v2-sized student over the same encoder.
+    Costs of a draft step and of verify passes; full decodes (end token suppressed) at controlled hit rates,
+    each checked equal to plain greedy; batch 1 and 4, eager steps."""
+    from speculative import controlled_table, cost_table, student_of
+
+    model = load_whisper(path, dtype=args.dtype, device=device)
+    draft = student_of(model)
+    mel = log_mel_spectrogram(noise(4, args.seed + 3).to(device), model.dims.n_mels).to(args.dtype)
+    with torch.inference_mode():
+        features = model.encoder(mel)
+    options = argparse.Namespace(batches=[1, 4], ks=[1, 2, 4, 8, 16], rates=[0.7, 0.9, 0.95],
+                                 max_new_tokens=min(args.tokens, 64), runs=args.runs, seed=args.seed)  # fmt: skip
+    report = {
+        "cost": cost_table(model, draft, lambda batch: features[:batch], options, device),
+        "controlled": controlled_table(model, draft, lambda batch: features[:batch], our_rules(path, True), options, device),
+    }
+    del model, draft, features
+    release(device)
+    return report
+
+
 def noise(batch: int, seed: int) -> torch.Tensor:
     """Seeded speech-level noise, 30 s per row: random weights make any input as good as speech."""
     return 0.1 * torch.randn(batch, N_SAMPLES, generator=torch.Generator().manual_seed(seed))
@@ -382,6 +407,18 @@ def markdown(report: dict) -> str:
                      f"{fmt(r['decoder_us_per_step'], '.0f')} | {r['latency_s']:.3f} | {r['audio_s_per_s']:.1f} | "
                      f"{fmt(r['peak_gpu_mib'], '.0f')} | {bw} | {fl} | {r['first_call_s']:.1f} | {fmt(vs, '.2f')} | "
                      f"{same_tokens(r.get('same_tokens_as'))} |")  # fmt: skip
+    for model, tables in report.get("speculative", {}).items():
+        lines += ["", f"## Speculative decoding: {model} main, its layers 0 and -1 as the draft (eager)", ""]
+        if "error" in tables:
+            lines.append(f"- {tables['error']}")
+            continue
+        lines += ["| batch | k | greedy step ms | draft step ms | verify ms | verify / step |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {c['batch']} | {c['k']} | {c['greedy_step_ms']:.2f} | {c['draft_step_ms']:.2f} | {c['verify_ms']:.2f} | "
+                  f"{c['verify_over_step']:.2f} |" for c in tables["cost"]]  # fmt: skip
+        lines += ["", "| batch | hit rate | k | adaptive | acceptance | greedy s | speculative s | speed-up |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += [f"| {c['batch']} | {c['hit_rate']} | {c['k']} | {c['adaptive']} | {c['acceptance']:.2f} | {c['greedy_s']:.3f} | "
+                  f"{c['speculative_s']:.3f} | {c['speedup']:.2f}× |" for c in tables["controlled"]]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -430,7 +467,16 @@ def main() -> None:
                     save()
                     print(f"{name} batch {batch} {system}: done at {time.perf_counter() - started:.0f} s", flush=True)
             if time.perf_counter() - started < args.budget_s:
-                report["long_form"] = long_form(path, args, device)
+                report.setdefault("long_form", {})[name] = long_form(path, args, device)
+            # A 2-layer decoder drafting for itself would say nothing; --small has only those.
+            if (load_dims(path).decoder_layers > 2 or args.small) and time.perf_counter() - started < args.budget_s:
+                try:
+                    report.setdefault("speculative", {})[name] = speculative(path, args, device)
+                except Exception as e:  # noqa: BLE001 - keep what was measured
+                    report.setdefault("speculative", {})[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+                    release(device)
+                save()
+                print(f"{name} speculative: done at {time.perf_counter() - started:.0f} s", flush=True)
     save()
     print(markdown(report))
 
