@@ -222,7 +222,7 @@ def decode_in_passes(
     first = decode_pass(mel, audio_features, prompts, caches_ready)
     tokens: list[list[int]] = [[] for _ in range(batch)]
     truncated, seek = [False] * batch, [0] * batch
-    proposed, accepted = [0] * batch, [0.0] * batch
+    proposed, accepted = [0] * batch, [0] * batch  # draft tokens, over every pass
     rows, decoded = list(range(batch)), first
     while rows:
         unfinished = []
@@ -232,7 +232,7 @@ def decode_in_passes(
             truncated[row] |= cut
             if decoded.proposed is not None and decoded.acceptance_rates is not None:
                 proposed[row] += decoded.proposed[i]
-                accepted[row] += (decoded.acceptance_rates[i] or 0.0) * decoded.proposed[i]  # the accepted count
+                accepted[row] += round((decoded.acceptance_rates[i] or 0.0) * decoded.proposed[i])
             seek[row] += 2 * (resume or 0)  # 2 log-mel frames per timestamp step
             if resume and seek[row] < frames:
                 unfinished.append(row)
@@ -240,10 +240,10 @@ def decode_in_passes(
         if rows:
             rest = torch.stack([torch.nn.functional.pad(mel[r, :, seek[r] :], (0, seek[r])) for r in rows])
             decoded = decode_pass(rest, encoder(rest), [prompts[r] for r in rows], False)
-    rates = None
-    if first.proposed is not None:
-        rates = [round(a) / p if p else None for a, p in zip(accepted, proposed)]
-    return DecodingResult(tokens, first.avg_logprobs, first.no_speech_probs, truncated, rates, first.proposed and proposed)
+    if first.proposed is None:  # greedy passes
+        return DecodingResult(tokens, first.avg_logprobs, first.no_speech_probs, truncated)
+    rates = [a / p if p else None for a, p in zip(accepted, proposed)]
+    return DecodingResult(tokens, first.avg_logprobs, first.no_speech_probs, truncated, rates, proposed)
 
 
 def greedy_decode_with_timestamps(
