@@ -80,6 +80,7 @@ def speculative_decode(
     adapt: bool = True,
     caches_ready: bool = False,
     steps: Steps | None = None,
+    confidence: float | None = None,
 ) -> DecodingResult:
     """`greedy_decode`'s result, got with fewer main-decoder passes; also each sequence's acceptance rate.
 
@@ -89,6 +90,8 @@ def speculative_decode(
     `caches_ready`: the main decoder's caches already hold `audio_features` (detect_language filled them).
     `steps`: compiled twins of the main decoder (verify passes) and of the draft decoder (`steps.draft`);
     compiled, every round proposes `draft_tokens`, since each k would be a graph of its own.
+    `confidence`: a round's drafting also stops once the draft gave each row's last proposal a probability
+    below it (transformers' assistant_confidence_threshold); not with compiled steps.
     """
     batch, device = audio_features.shape[0], audio_features.device
     compiled = steps is not None and steps.compiled
@@ -124,7 +127,8 @@ def speculative_decode(
         # More proposals than the roomiest row can still use would be wasted (but for a compiled step, a new shape).
         k_now = k if compiled else min(k, max(max_new_tokens - n for n in active.values()) - 1)
         current = torch.tensor([n_prompt + n - 1 for n in lengths], device=device)  # position of the last token
-        proposals = propose(draft_step, rules, sequence, current, n_prompt, active, k_now, n_ctx)
+        proposals = propose(draft_step, rules, sequence, current, n_prompt, active, k_now, n_ctx, None if compiled else confidence)
+        k_now = proposals.shape[1]
 
         # Verify: the last token and the k proposals in one pass; row b's output i predicts its token lengths[b] + i.
         window = current[:, None] + torch.arange(k_now + 1, device=device)
@@ -173,10 +177,11 @@ def log_probs(logits: Tensor, tokens: Tensor) -> Tensor:
 
 
 def propose(
-    draft: Callable[[Tensor, Tensor], Tensor], rules: list, sequence: Tensor, current: Tensor, n_prompt: int, lengths: dict[int, int], k: int, n_ctx: int
+    draft: Callable[[Tensor, Tensor], Tensor], rules: list, sequence: Tensor, current: Tensor, n_prompt: int,
+    lengths: dict[int, int], k: int, n_ctx: int, confidence: float | None = None,
 ) -> Tensor:
     """k greedy proposals per row (batch, k) of the `draft` decoder step, written tentatively after each row's
-    last token in `sequence`.
+    last token in `sequence`; fewer once every row's last one had a draft probability below `confidence`.
 
     The draft's cache may lack the token before the last one (a last proposal that was accepted: proposals
     are scored, never fed back), so its first step feeds both; feeding a cached position again rewrites
@@ -187,13 +192,20 @@ def propose(
         return proposals
     positions = current[:, None] + torch.arange(-1, 1, device=current.device)
     logits = draft(sequence.gather(1, positions), positions.clamp(max=n_ctx - 1))[:, -1:]
+    rows = torch.tensor(sorted(lengths), device=sequence.device)  # those still decoding
     for j in range(k):
-        token = choose(rules, logits.float(), sequence, n_prompt, {b: n + j for b, n in lengths.items()})
+        scores = logits.float()
+        token = choose(rules, scores, sequence, n_prompt, {b: n + j for b, n in lengths.items()})
         proposals[:, j] = token[:, 0]
         position = current[:, None] + 1 + j
         sequence.scatter_(1, position, token)  # its history for the next proposal and for the verify pass
-        if j + 1 < k:
-            logits = draft(token, position.clamp(max=n_ctx - 1))
+        if j + 1 == k:
+            break
+        if confidence is not None:
+            probability = scores[rows, -1].softmax(dim=-1).gather(1, token[rows])
+            if (probability < confidence).all():  # the draft doubts every row: let the main model check these
+                return proposals[:, : j + 1]
+        logits = draft(token, position.clamp(max=n_ctx - 1))
     return proposals
 
 

@@ -230,6 +230,17 @@ def test_timestamps_on(checkpoints, main_model, rules, draft):
     assert sum(fast.proposed) > 0
 
 
+def test_a_doubting_draft_ends_its_rounds_early(main_model, rules):
+    """confidence: a round's drafting stops once the draft doubts its last proposal for every row; same tokens."""
+    assistant, mel = self_draft(main_model, noise=0.02), random_mel(2, 32)
+    plain, sure = decode_both(main_model, assistant, mel, rules, max_new_tokens=30)
+    _, doubting = decode_both(main_model, assistant, mel, rules, max_new_tokens=30, confidence=1.01)  # doubts all
+    _, trusting = decode_both(main_model, assistant, mel, rules, max_new_tokens=30, confidence=0.0)  # doubts none
+    assert_same_result(plain, doubting)
+    assert trusting == sure
+    assert sum(doubting.proposed) < sum(sure.proposed)
+
+
 def test_draft_length_follows_transformers_heuristic():
     assert [next_draft_length(5, True), next_draft_length(5, False), next_draft_length(1, False)] == [7, 4, 1]
 
