@@ -70,20 +70,24 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     return np.concatenate(list(stream_audio(path, sample_rate)))
 
 
-def stream_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+def stream_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, name: str | None = None) -> Iterator[np.ndarray]:
     """load_audio a block at a time: float32 blocks of about 10 s whose concatenation is exactly load_audio's
     samples, each decoded when it is asked for (ffmpeg's output read from a pipe, a WAV file read a block at a
     time, PyAV frame by frame), so memory holds a block or two whatever the length of the file.
 
-    A missing file is an error at once; a file that cannot be decoded, at the first block; a decoder that
-    fails part-way (ffmpeg exiting with an error), at the block where it failed.
+    A missing or empty file is an error at once; a file that cannot be decoded, at the first block; a decoder
+    that fails part-way (ffmpeg exiting with an error), at the block where it failed. Messages call the file
+    `name` (default: its path).
     """
     path = os.fspath(path)
+    name = name or path
     if os.path.isdir(path):
-        raise DistilWhisperError(f"{path} is a directory, not an audio file")
+        raise DistilWhisperError(f"{name} is a directory, not an audio file")
     if not os.path.isfile(path):
-        raise DistilWhisperError(f"audio file not found: {path}")
-    return _decode(path, path, sample_rate)
+        raise DistilWhisperError(f"audio file not found: {name}")
+    if os.path.getsize(path) == 0:
+        raise DistilWhisperError(f"{name} is empty: no bytes to decode")
+    return _decode(path, name, sample_rate)
 
 
 def decode_audio(data: bytes | bytearray, name: str = "bytes input", sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -7,6 +7,7 @@ Exit status: 0 when every file was transcribed, 1 when some failed, 2 when nothi
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .errors import DistilWhisperError, first_line
 from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples
-from .transcribe import DTYPES, Progress, Segment, Transcriber, Transcription, as_waveform, is_short, load_model, open_audio
+from .transcribe import DTYPES, Progress, Segment, Transcriber, Transcription, is_short, load_model, open_audio
 from .version import __version__
 from .weights import MODEL_NAMES
 
@@ -238,7 +239,7 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
     loaded = []
     for source in sources:
         try:  # standard input is read here, so that it fails alone like any file (main lets "-" in once)
-            audio = as_waveform(sys.stdin.buffer.read(), input_name(source)) if source == STDIN else open_audio(source)
+            audio = open_audio(spool_stdin(args.spool), input_name(source)) if source == STDIN else open_audio(source)
             loaded.append((source, audio))
         except DistilWhisperError as e:  # its message names the file
             fail(str(e))
@@ -284,6 +285,15 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
     return failures
 
 
+def spool_stdin(folder: str) -> str:
+    """Standard input copied into a file in `folder` a block at a time, so that it is read like any file:
+    streamed when it is long (memory bounded), and decodable when its format needs seeking (an MP4's index)."""
+    path = os.path.join(folder, "stdin")
+    with open(path, "wb") as f:
+        shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return run(parse_args(argv))
@@ -312,7 +322,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     sources = args.audio if args.output_dir is None else drop_clashing_outputs(args.audio, args)
     batches = [sources[i : i + args.batch_size] for i in range(0, len(sources), args.batch_size)]
-    failures = len(args.audio) - len(sources) + sum(transcribe_batch(transcriber, batch, args) for batch in batches)
+    with tempfile.TemporaryDirectory(prefix="distilwhisper-") as args.spool:  # standard input's copy, if any
+        failures = len(args.audio) - len(sources) + sum(transcribe_batch(transcriber, batch, args) for batch in batches)
     return 1 if failures else 0
 
 

@@ -112,8 +112,8 @@ def open_audio(audio: AudioInput, name: str | None = None) -> torch.Tensor | Aud
         return audio
     if not isinstance(audio, (str, os.PathLike)):
         return as_waveform(audio, name)
-    name = str(audio)
-    blocks = finite_blocks(stream_audio(audio), name)
+    name = name or str(audio)
+    blocks = finite_blocks(stream_audio(audio, name=name), name)
     head, n_samples = [], 0
     for block in blocks:  # up to one sample past 30 s: short or long?
         head.append(block)

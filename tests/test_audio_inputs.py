@@ -242,6 +242,40 @@ def test_bad_standard_input_is_one_line_naming_stdin(monkeypatch, capsys):
     assert out == "" and len(err.splitlines()) == 1 and err.startswith("distilwhisper: error: could not decode <stdin>")
 
 
+@needs_shared
+def test_long_standard_input_is_streamed_from_a_spooled_copy(monkeypatch, tmp_path, capsys):
+    """Over 30 s on standard input: copied into a temporary file a block at a time and streamed from there as a
+    file is (never held whole in memory); the same text as from the file, and the copy is gone afterwards."""
+    import tempfile
+    import wave
+
+    import distilwhisper.cli
+    from distilwhisper.transcribe import AudioStream
+
+    long_file = tmp_path / "long.wav"
+    with wave.open(str(long_file), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(SAMPLE_RATE)
+        f.writeframes((np.tile(load_audio(SPEECH), 3) * 32767).astype("<i2").tobytes())  # 33 s
+    opened, open_audio = [], distilwhisper.cli.open_audio
+    monkeypatch.setattr(distilwhisper.cli, "open_audio", lambda *args: opened.append(open_audio(*args)) or opened[-1])
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    options = ["--model", str(BASE_MODEL), "--max-new-tokens", "8"]
+    assert main([str(long_file), *options]) == 0
+    from_file = capsys.readouterr().out
+    stdin_of(monkeypatch, long_file.read_bytes())
+    assert main(["-", *options]) == 0
+    assert capsys.readouterr().out == from_file and from_file.strip()
+    assert isinstance(opened[-1], AudioStream) and opened[-1].name == "<stdin>"
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_an_empty_file_says_so(tmp_path):
+    (tmp_path / "empty.mp3").write_bytes(b"")
+    with pytest.raises(distilwhisper.DistilWhisperError, match=r"empty\.mp3 is empty: no bytes to decode"):
+        load_audio(tmp_path / "empty.mp3")
+
+
 def test_standard_input_can_be_read_only_once(monkeypatch, capsys):
     stdin_of(monkeypatch, SPEECH.read_bytes())
     assert main(["-", "-", "--model", str(BASE_MODEL)]) == 2

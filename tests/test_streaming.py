@@ -261,7 +261,7 @@ def _zero_bytes(tmp_path):
     return tmp_path / "zero.wav"
 
 
-@pytest.mark.parametrize("make_file, says", [*BAD_FILES.values(), (_zero_bytes, "could not decode|no audio samples")],
+@pytest.mark.parametrize("make_file, says", [*BAD_FILES.values(), (_zero_bytes, "is empty: no bytes to decode")],
                          ids=[*BAD_FILES.keys(), "zero bytes"])  # fmt: skip
 def test_bad_files_are_one_line_errors_before_any_decoding(decoder, tmp_path, make_file, says):
     from distilwhisper.transcribe import open_audio
