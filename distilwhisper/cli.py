@@ -5,6 +5,7 @@ Exit status: 0 when every file was transcribed, 1 when some failed, 2 when nothi
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -322,7 +323,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     sources = args.audio if args.output_dir is None else drop_clashing_outputs(args.audio, args)
     batches = [sources[i : i + args.batch_size] for i in range(0, len(sources), args.batch_size)]
-    with tempfile.TemporaryDirectory(prefix="distilwhisper-") as args.spool:  # standard input's copy, if any
+    with contextlib.ExitStack() as cleanup:
+        args.spool = None  # where standard input's copy goes, when it is an input
+        if STDIN in sources:
+            try:
+                args.spool = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="distilwhisper-"))
+            except OSError as e:
+                fail(f"cannot make a temporary folder for standard input: {e.strerror or e}")
+                return 2
         failures = len(args.audio) - len(sources) + sum(transcribe_batch(transcriber, batch, args) for batch in batches)
     return 1 if failures else 0
 
