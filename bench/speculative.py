@@ -36,8 +36,8 @@ SHARED = ROOT.parent / "shared"
 from distilwhisper import load_audio, log_mel_spectrogram, pad_or_trim  # noqa: E402
 from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode  # noqa: E402
 from distilwhisper.model import Decoder, ModelDims, Whisper  # noqa: E402
-from distilwhisper.speculative import Assistant, speculative_decode  # noqa: E402
-from distilwhisper.weights import int8_decoder, load_generation_defaults, load_whisper  # noqa: E402
+from distilwhisper.speculative import SELF_DRAFT, Assistant, load_assistant, speculative_decode  # noqa: E402
+from distilwhisper.weights import load_generation_defaults, load_whisper  # noqa: E402
 
 PARTS = ["cost", "controlled", "real-speech"]
 PROMPT = [50258, 50259, 50359, 50363]
@@ -188,7 +188,7 @@ SCHEDULES = {"heuristic": dict(), "heuristic + confidence 0.4": dict(confidence=
 @torch.inference_mode()
 def real_speech_table(model, draft: Decoder, rules, args) -> list[dict]:
     """Per file, batch 1, the real drafts (the 2-layer student, the int8 self-draft) under each schedule."""
-    drafts = {"student": Assistant(draft), "int8": Assistant(int8_decoder(model.decoder))}
+    drafts = {"student": Assistant(draft), "int8": load_assistant(SELF_DRAFT, model)}
     rows = []
     for path in args.audio:
         mel = log_mel_spectrogram(pad_or_trim(torch.from_numpy(load_audio(path))), model.dims.n_mels)[None]

@@ -198,18 +198,23 @@ class Decoder(nn.Module):
         self.n_text_ctx = dims.n_text_ctx
         self.register_buffer("causal_mask", None, persistent=False)  # made with the caches, on their device
 
-    def setup_caches(self, audio_features: Tensor) -> None:
-        """Allocate the self-attention caches for this batch and fill the cross-attention ones."""
+    def setup_caches(self, audio_features: Tensor, cross_from: "Decoder | None" = None) -> None:
+        """Allocate the self-attention caches for this batch and fill the cross-attention ones; or, with
+        `cross_from` (a decoder of this shape whose caches already hold this batch: the model a self-draft
+        copies), share its cross-attention caches instead of computing the same keys and values again."""
         batch, dtype, device = audio_features.shape[0], audio_features.dtype, audio_features.device
         if self.causal_mask is None or self.causal_mask.device != device:
             self.causal_mask = torch.ones(self.n_text_ctx, self.n_text_ctx, dtype=torch.bool, device=device).tril()
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             heads, head_dim = layer.self_attn.n_heads, self.embed_tokens.embedding_dim // layer.self_attn.n_heads
             if not _fits(layer.self_cache, batch, dtype, device):
                 layer.self_cache = KVCache(batch, heads, self.n_text_ctx, head_dim, dtype, device)
+            layer.self_cache.use(batch)
+            if cross_from is not None:
+                layer.cross_cache = cross_from.layers[i].cross_cache
+                continue
             if not _fits(layer.cross_cache, batch, dtype, device, audio_features.shape[1]):
                 layer.cross_cache = KVCache(batch, heads, audio_features.shape[1], head_dim, dtype, device)
-            layer.self_cache.use(batch)
             layer.cross_cache.use(batch)
             k, v = layer.encoder_attn.keys_values(audio_features)
             layer.cross_cache.k.copy_(k)

@@ -36,6 +36,9 @@ class Assistant:
 
     decoder: Decoder
     encoder: Encoder | None = None  # None: the main model's encoder output feeds the draft decoder too
+    # The draft is the main decoder itself at lower precision: it reads the main decoder's cross-attention caches
+    # (the exact keys and values) rather than computing and holding a copy of its own.
+    shares_cross_caches: bool = False
 
     def features(self, mel: Tensor, main_features: Tensor) -> Tensor:
         return main_features if self.encoder is None else self.encoder(mel)
@@ -102,7 +105,7 @@ def speculative_decode(
     n_prompt, n_ctx = prompt_tokens.shape[1], model.dims.n_text_ctx
     if not caches_ready:
         model.decoder.setup_caches(audio_features)
-    assistant.decoder.setup_caches(draft_features)
+    assistant.decoder.setup_caches(draft_features, model.decoder if assistant.shares_cross_caches else None)
     # The prompt and every token so far, index = position; room past the end for the last round's proposals.
     sequence = torch.full((batch, n_prompt + max_new_tokens + max(draft_tokens, MAX_DRAFT_TOKENS) + 2), eot, device=device)
     sequence[:, :n_prompt] = prompt_tokens
@@ -220,7 +223,7 @@ def load_assistant(
     if str(name_or_path) == SELF_DRAFT:
         if (device.type, dtype) != ("cpu", torch.float32):
             raise DistilWhisperError(f"the {SELF_DRAFT} self-draft runs on the CPU in float32, not {device.type} {str(dtype)[6:]}")
-        return Assistant(int8_decoder(main.decoder))
+        return Assistant(int8_decoder(main.decoder), shares_cross_caches=True)
     model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
     dims = load_dims(model_dir)
     if dims.n_vocab != main.dims.n_vocab or dims.n_text_ctx < main.dims.n_text_ctx:

@@ -289,6 +289,15 @@ def test_compiled_transcription_with_an_assistant(checkpoints):
     assert all(r.acceptance_rate is not None for r in fast)
 
 
+def test_the_int8_self_draft_reads_the_main_decoders_cross_attention_caches(main_model, rules):
+    """No second copy of the cross-attention keys and values (nor their computation): the main decoder's, shared."""
+    assistant = load_assistant("int8", main_model)
+    plain, fast = decode_both(main_model, assistant, random_mel(2, 33), rules, max_new_tokens=20)
+    assert_same_result(plain, fast)
+    assert all(d.cross_cache is m.cross_cache for d, m in zip(assistant.decoder.layers, main_model.decoder.layers))
+    assert min(fast.acceptance_rates) > 0.5
+
+
 def test_int8_self_draft_needs_a_float32_model_on_the_cpu(checkpoints):
     with pytest.raises(DistilWhisperError, match="int8 self-draft runs on the CPU in float32"):
         load_assistant("int8", load_whisper(checkpoints["main"], dtype=torch.float64))
