@@ -145,3 +145,11 @@ def test_compiled_speculation_equals_plain_greedy_without_recompiling(tmp_path):
             graphs = counters["stats"]["unique_graphs"]
     assert graphs == 3  # the verify pass, the draft's first step (two tokens) and its one-token step
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_compiling_leaves_room_for_every_bucket_k_and_model(tmp_path):
+    """Each compiled shape of a decoder (bucket, k, the draft's, another model's) is one more dynamo entry of the one
+    Decoder.forward: at dynamo's default limit of 8 a server with a few buckets and an assistant is refused."""
+    path = save_random_whisper(tmp_path, seed=45, **TINY_CONFIGS["distil-2dec"])
+    compiled_steps(load_whisper(path))  # compiles nothing until called
+    assert torch._dynamo.config.recompile_limit >= 64
