@@ -97,8 +97,15 @@ class DecodingResult:
     avg_logprobs: list[float]  # mean log-probability of those tokens and the end token
     no_speech_probs: list[float]  # probability of <|nospeech|> right after <|startoftranscript|>
     truncated: list[bool]  # max_new_tokens, not the end token, stopped the sequence
-    acceptance_rates: list[float | None] | None = None  # speculative decoding: accepted / proposed draft tokens
-    proposed: list[int] | None = None  # speculative decoding: how many draft tokens were proposed
+    proposed: list[int] | None = None  # speculative decoding: draft tokens proposed, per sequence
+    accepted: list[int] | None = None  # and of those, the ones the main model agreed with
+
+    @property
+    def acceptance_rates(self) -> list[float | None] | None:
+        """Speculative decoding: accepted / proposed draft tokens (None for a sequence that was proposed none)."""
+        if self.proposed is None or self.accepted is None:
+            return None
+        return [a / p if p else None for a, p in zip(self.accepted, self.proposed)]
 
 
 @torch.inference_mode()
@@ -230,9 +237,9 @@ def decode_in_passes(
             kept, resume = finished_segments(generated, timestamp_begin)
             tokens[row] += kept
             truncated[row] |= cut
-            if decoded.proposed is not None and decoded.acceptance_rates is not None:
+            if decoded.proposed is not None and decoded.accepted is not None:
                 proposed[row] += decoded.proposed[i]
-                accepted[row] += round((decoded.acceptance_rates[i] or 0.0) * decoded.proposed[i])
+                accepted[row] += decoded.accepted[i]
             seek[row] += 2 * (resume or 0)  # 2 log-mel frames per timestamp step
             if resume and seek[row] < frames:
                 unfinished.append(row)
@@ -242,8 +249,7 @@ def decode_in_passes(
             decoded = decode_pass(rest, encoder(rest), [prompts[r] for r in rows], False)
     if first.proposed is None:  # greedy passes
         return DecodingResult(tokens, first.avg_logprobs, first.no_speech_probs, truncated)
-    rates = [a / p if p else None for a, p in zip(accepted, proposed)]
-    return DecodingResult(tokens, first.avg_logprobs, first.no_speech_probs, truncated, rates, proposed)
+    return DecodingResult(tokens, first.avg_logprobs, first.no_speech_probs, truncated, proposed, accepted)
 
 
 def greedy_decode_with_timestamps(

@@ -163,8 +163,7 @@ def speculative_decode(
     tokens = [row[:-1] if ended[b] else row for b, row in enumerate(rows)]
     # As in greedy_decode: the end token counts in the average.
     avg_logprobs = [total / (len(row) + 1) for total, row in zip(sum_logprobs, tokens)]
-    rates = [a / p if p else None for a, p in zip(accepted, proposed)]
-    return DecodingResult(tokens, avg_logprobs, no_speech_probs, [not e for e in ended], rates, proposed)
+    return DecodingResult(tokens, avg_logprobs, no_speech_probs, [not e for e in ended], proposed, accepted)
 
 
 def choose(rules: list, logits: Tensor, sequence: Tensor, n_prompt: int, lengths: dict[int, int]) -> Tensor:
@@ -195,7 +194,8 @@ def propose(
         return proposals
     positions = current[:, None] + torch.arange(-1, 1, device=current.device)
     logits = draft(sequence.gather(1, positions), positions.clamp(max=n_ctx - 1))[:, -1:]
-    rows = torch.tensor(sorted(lengths), device=sequence.device)  # those still decoding
+    if confidence is not None:
+        rows = torch.tensor(sorted(lengths), device=sequence.device)  # those still decoding
     for j in range(k):
         scores = logits.float()
         token = choose(rules, scores, sequence, n_prompt, {b: n + j for b, n in lengths.items()})

@@ -429,8 +429,8 @@ class Transcriber:
             avg_logprobs=decoded.avg_logprobs[:batch],
             no_speech_probs=decoded.no_speech_probs[:batch],
             truncated=[not s and t for s, t in zip(silent, decoded.truncated)],
-            acceptance_rates=decoded.acceptance_rates and decoded.acceptance_rates[:batch],
             proposed=decoded.proposed and decoded.proposed[:batch],
+            accepted=decoded.accepted and decoded.accepted[:batch],
         )
         return decoded, languages
 
