@@ -231,8 +231,9 @@ def erase_progress() -> None:
     print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
-def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argparse.Namespace) -> int:
-    """Transcribe the files that load, write or print each result; return how many files failed.
+def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argparse.Namespace, spool: str | None = None) -> int:
+    """Transcribe the files that load, write or print each result; return how many files failed. Standard
+    input, when it is one of them, is copied into the folder `spool` first.
 
     The short files are decoded together; each long one alone, read as it is decoded, with its own progress
     bar, so that a file failing part-way (ffmpeg exiting with an error) fails alone.
@@ -240,7 +241,7 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
     loaded = []
     for source in sources:
         try:  # standard input is read here, so that it fails alone like any file (main lets "-" in once)
-            audio = open_audio(spool_stdin(args.spool), input_name(source)) if source == STDIN else open_audio(source)
+            audio = open_audio(spool_stdin(spool), input_name(source)) if source == STDIN else open_audio(source)
             loaded.append((source, audio))
         except DistilWhisperError as e:  # its message names the file
             fail(str(e))
@@ -324,14 +325,14 @@ def run(args: argparse.Namespace) -> int:
     sources = args.audio if args.output_dir is None else drop_clashing_outputs(args.audio, args)
     batches = [sources[i : i + args.batch_size] for i in range(0, len(sources), args.batch_size)]
     with contextlib.ExitStack() as cleanup:
-        args.spool = None  # where standard input's copy goes, when it is an input
+        spool = None  # where standard input's copy goes, when it is an input
         if STDIN in sources:
             try:
-                args.spool = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="distilwhisper-"))
+                spool = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="distilwhisper-"))
             except OSError as e:
                 fail(f"cannot make a temporary folder for standard input: {e.strerror or e}")
                 return 2
-        failures = len(args.audio) - len(sources) + sum(transcribe_batch(transcriber, batch, args) for batch in batches)
+        failures = len(args.audio) - len(sources) + sum(transcribe_batch(transcriber, batch, args, spool) for batch in batches)
     return 1 if failures else 0
 
 
