@@ -45,6 +45,7 @@ from oracle import hf_greedy_tokens, save_random_whisper  # noqa: E402
 from distilwhisper.audio import N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram  # noqa: E402
 from distilwhisper.compiled import compiled_steps, eager_steps  # noqa: E402
 from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode  # noqa: E402
+from distilwhisper.errors import first_line  # noqa: E402
 from distilwhisper.weights import load_dims, load_generation_defaults, load_whisper  # noqa: E402
 
 PROMPT = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
@@ -194,6 +195,11 @@ def parity(path: Path, device: torch.device, dtype: torch.dtype, samples: torch.
     del reference
     release(device)
     return report
+
+
+def error_line(error: Exception) -> str:
+    """A unit that failed, in one line: the exception's type and its message's first line."""
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def release(device: torch.device) -> None:
@@ -462,7 +468,7 @@ def main() -> None:
                     try:
                         report["timing"].append(unit | time_system(system, path, device, args.dtype, samples, args, clock, report["ceilings"]))
                     except Exception as e:  # noqa: BLE001 - one system failing must not lose the others' numbers
-                        report["timing"].append(unit | {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+                        report["timing"].append(unit | {"error": error_line(e)})
                         release(device)
                     save()
                     print(f"{name} batch {batch} {system}: done at {time.perf_counter() - started:.0f} s", flush=True)
@@ -473,7 +479,7 @@ def main() -> None:
                 try:
                     report.setdefault("speculative", {})[name] = speculative(path, args, device)
                 except Exception as e:  # noqa: BLE001 - keep what was measured
-                    report.setdefault("speculative", {})[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+                    report.setdefault("speculative", {})[name] = {"error": error_line(e)}
                     release(device)
                 save()
                 print(f"{name} speculative: done at {time.perf_counter() - started:.0f} s", flush=True)
