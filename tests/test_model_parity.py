@@ -64,6 +64,34 @@ def test_cached_steps_equal_one_full_pass(checkpoint):
     assert (torch.cat([prefix, *steps], dim=1) - full).abs().max().item() < TOLERANCE
 
 
+def poison_self_caches(model) -> None:
+    """NaN in every self-attention cache entry: any entry read before it is written spoils the logits."""
+    for layer in model.decoder.layers:
+        for cache in layer.self_cache.full:
+            cache.fill_(float("nan"))
+
+
+def test_eager_steps_read_no_cache_entry_past_the_last_written(checkpoint):
+    """Eager on the CPU, self-attention reads the cache up to the last position written and nothing after it
+    (NaN there changes nothing, where attending the whole masked cache would give NaN): the logits are a full
+    pass's, and greedy decoding gives the same result as on a clean cache."""
+    _, _, ours = checkpoint
+    mel = random_mel(ours, 2, seed=29)
+    tokens = torch.randint(0, 50257, (2, 9), generator=torch.Generator().manual_seed(30))
+    with torch.no_grad():
+        full = ours(mel, tokens)
+        ours.decoder.setup_caches(ours.encoder(mel))
+        poison_self_caches(ours)
+        prefix = ours.decoder(tokens[:, :4], torch.arange(4))
+        steps = [ours.decoder(tokens[:, i : i + 1], torch.tensor([i])) for i in range(4, 9)]
+    assert (torch.cat([prefix, *steps], dim=1) - full).abs().max().item() < TOLERANCE
+
+    clean = greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=[], max_new_tokens=12)
+    poison_self_caches(ours)
+    poisoned = greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=[], max_new_tokens=12)
+    assert (poisoned.tokens, poisoned.avg_logprobs) == (clean.tokens, clean.avg_logprobs)
+
+
 def test_greedy_tokens_match_transformers_generate(checkpoint):
     path, oracle, ours = checkpoint
     mel = random_mel(ours, 3, seed=16)
