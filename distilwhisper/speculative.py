@@ -130,7 +130,9 @@ def speculative_decode(
         # More proposals than the roomiest row can still use would be wasted (but for a compiled step, a new shape).
         k_now = k if compiled else min(k, max(max_new_tokens - n for n in active.values()) - 1)
         current = torch.tensor([n_prompt + n - 1 for n in lengths], device=device)  # position of the last token
-        proposals = propose(draft_step, rules, sequence, current, n_prompt, active, k_now, n_ctx, None if compiled else confidence)
+        # Compiled, every round proposes k tokens: a shorter round would be another shape.
+        proposals = propose(draft_step, rules, sequence, current, n_prompt, active, k_now, n_ctx,
+                            confidence=None if compiled else confidence, end=None if compiled else eot)  # fmt: skip
         k_now = proposals.shape[1]
 
         # Verify: the last token and the k proposals in one pass; row b's output i predicts its token lengths[b] + i.
@@ -180,10 +182,12 @@ def log_probs(logits: Tensor, tokens: Tensor) -> Tensor:
 
 def propose(
     draft: Callable[[Tensor, Tensor], Tensor], rules: list, sequence: Tensor, current: Tensor, n_prompt: int,
-    lengths: dict[int, int], k: int, n_ctx: int, confidence: float | None = None,
+    lengths: dict[int, int], k: int, n_ctx: int, confidence: float | None = None, end: int | None = None,
 ) -> Tensor:
     """k greedy proposals per row (batch, k) of the `draft` decoder step, written tentatively after each row's
-    last token in `sequence`; fewer once every row's last one had a draft probability below `confidence`.
+    last token in `sequence`; fewer once every row's last one had a draft probability below `confidence`, or
+    once every row has proposed `end` (the end token: no proposal after it could be accepted, and drafting on
+    to k would make the last round of every decode the dearest).
 
     The draft's cache may lack the token before the last one (a last proposal that was accepted: proposals
     are scored, never fed back), so its first step feeds both; feeding a cached position again rewrites
@@ -194,8 +198,9 @@ def propose(
         return proposals
     positions = current[:, None] + torch.arange(-1, 1, device=current.device)
     logits = draft(sequence.gather(1, positions), positions.clamp(max=n_ctx - 1))[:, -1:]
-    if confidence is not None:
+    if confidence is not None or end is not None:
         rows = torch.tensor(sorted(lengths), device=sequence.device)  # those still decoding
+        ended = torch.zeros(len(rows), dtype=torch.bool, device=sequence.device)
     for j in range(k):
         scores = logits.float()
         token = choose(rules, scores, sequence, n_prompt, {b: n + j for b, n in lengths.items()})
@@ -207,6 +212,10 @@ def propose(
         if confidence is not None:
             probability = scores[rows, -1].softmax(dim=-1).gather(1, token[rows])
             if (probability < confidence).all():  # the draft doubts every row: let the main model check these
+                return proposals[:, : j + 1]
+        if end is not None:
+            ended |= token[rows, 0] == end
+            if ended.all():
                 return proposals[:, : j + 1]
         logits = draft(token, position.clamp(max=n_ctx - 1))
     return proposals

@@ -361,3 +361,26 @@ def test_base_with_a_student_draft_on_real_speech(tmp_path, decoder_only):
     hf_draft = (WhisperForCausalLM if decoder_only else WhisperForConditionalGeneration).from_pretrained(student, dtype=torch.float32).eval()
     for i in range(len(files)):
         assert [fast.tokens[i]] == hf_greedy_tokens(oracle, mel[i : i + 1], 100, assistant_model=hf_draft)
+
+
+class EndAfter:
+    """A rule that ends every sequence after `n` tokens: decodes that end by themselves, on random weights."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def apply(self, logits, generated):
+        if generated.shape[1] >= self.n:
+            logits[:, torch.arange(logits.shape[1]) != EOT] = -torch.inf
+
+
+def test_drafting_stops_once_every_row_proposed_the_end(main_model, rules):
+    """A round ends at the draft's end token for every row, not k steps on: proposals after it are never kept."""
+    assistant, calls = self_draft(main_model), []
+    draft_forward = assistant.decoder.forward
+    assistant.decoder.forward = lambda *args: calls.append(1) or draft_forward(*args)
+    plain, fast = decode_both(main_model, assistant, random_mel(2, 33), [*rules, EndAfter(10)], 40, draft_tokens=8, adapt=False)
+    assert_same_result(plain, fast)
+    assert [len(row) for row in plain.tokens] == [10, 10] and fast.acceptance_rates == [1.0, 1.0]
+    # The prompt; round 1: 8 proposals (tokens 2-9) from 8 steps, the main model's token 10; round 2: the end, 1 step.
+    assert len(calls) == 1 + 8 + 1
