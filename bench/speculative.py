@@ -16,7 +16,8 @@ Three parts, a table each, then one JSON line:
    --max-new-tokens tokens (a random model rarely ends by itself).
 3. real-speech (base only): the 2-layer student and the int8 copy of the main decoder as drafts on real speech,
    each under three draft-length schedules (SCHEDULES): measured acceptance and speed-up over plain greedy,
-   batch 1, per file.
+   batch 1, per file; a file longer than 30 s, per 30 s window (`file@60s` starts 60 s in), since full windows
+   decode far more tokens than short clips and speculation pays only on long decodes.
 Every speculative result is checked against plain greedy's tokens: a speed-up of a wrong decode is not one.
 """
 
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
 from distilwhisper import load_audio, log_mel_spectrogram, pad_or_trim  # noqa: E402
+from distilwhisper.audio import N_SAMPLES, SAMPLE_RATE  # noqa: E402
 from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode  # noqa: E402
 from distilwhisper.model import Decoder, ModelDims, Whisper  # noqa: E402
 from distilwhisper.speculative import SELF_DRAFT, Assistant, load_assistant, speculative_decode  # noqa: E402
@@ -190,8 +192,8 @@ def real_speech_table(model, draft: Decoder, rules, args) -> list[dict]:
     """Per file, batch 1, the real drafts (the 2-layer student, the int8 self-draft) under each schedule."""
     drafts = {"student": Assistant(draft), "int8": load_assistant(SELF_DRAFT, model)}
     rows = []
-    for path in args.audio:
-        mel = log_mel_spectrogram(pad_or_trim(torch.from_numpy(load_audio(path))), model.dims.n_mels)[None]
+    for name, samples in (window for path in args.audio for window in windows(path)):
+        mel = log_mel_spectrogram(pad_or_trim(samples), model.dims.n_mels)[None]
         features = model.encoder(mel)
         expected = greedy_decode(model, features, PROMPT, EOT, rules, args.max_new_tokens, NO_SPEECH).tokens
         plain = timed(lambda: greedy_decode(model, features, PROMPT, EOT, rules, args.max_new_tokens, NO_SPEECH), torch.device("cpu"), args.runs)
@@ -204,11 +206,19 @@ def real_speech_table(model, draft: Decoder, rules, args) -> list[dict]:
                                                      args.max_new_tokens, NO_SPEECH, **options)  # fmt: skip
 
                 seconds = timed(run, torch.device("cpu"), args.runs)
-                assert result["r"].tokens == expected, f"{path}: the {draft_name} draft changed the output"
-                rows.append(dict(file=Path(path).name, tokens=len(expected[0]), draft=draft_name, schedule=schedule,
+                assert result["r"].tokens == expected, f"{name}: the {draft_name} draft changed the output"
+                rows.append(dict(file=name, tokens=len(expected[0]), draft=draft_name, schedule=schedule,
                                  acceptance=result["r"].acceptance_rates[0], greedy_s=plain, speculative_s=seconds,
                                  speedup=plain / seconds))  # fmt: skip
     return rows
+
+
+def windows(path: str) -> list[tuple[str, torch.Tensor]]:
+    """The file's samples, named after it; a file longer than 30 s, as its 30 s windows, named `file@<start>s`."""
+    samples, name = torch.from_numpy(load_audio(path)), Path(path).name
+    if len(samples) <= N_SAMPLES:
+        return [(name, samples)]
+    return [(f"{name}@{start // SAMPLE_RATE}s", samples[start : start + N_SAMPLES]) for start in range(0, len(samples), N_SAMPLES)]
 
 
 def print_table(title: str, rows: list[dict]) -> None:
