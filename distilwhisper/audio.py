@@ -169,6 +169,7 @@ def _stream_ffmpeg(source: str | bytes | bytearray, name: str, sample_rate: int)
     block_bytes = 2 * round(_BLOCK_SECONDS * sample_rate)
     # stderr goes to a file, not a pipe: nobody reads it until the end, and a full pipe would stall ffmpeg.
     with tempfile.TemporaryFile() as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log) as ffmpeg:
+        assert ffmpeg.stdout is not None  # stdout=PIPE
         try:
             while pcm := ffmpeg.stdout.read(block_bytes):
                 yield _from_s16(pcm[: len(pcm) // 2 * 2])
@@ -255,6 +256,7 @@ def _wav_header(f: BinaryIO, name: str) -> _WavHeader:
 
 
 def _stream_wav(source: str | bytes | bytearray, name: str, sample_rate: int) -> Iterator[np.ndarray]:
+    f: BinaryIO
     if isinstance(source, str):
         try:
             f = open(source, "rb")

@@ -203,7 +203,8 @@ def output_path(source: str, args: argparse.Namespace) -> Path:
 def drop_clashing_outputs(sources: list[str], args: argparse.Namespace) -> list[str]:
     """Outputs are named after the input's stem: an input whose output would overwrite an earlier
     input's (a/x.wav, b/x.wav) fails instead of silently replacing it."""
-    owners, kept = {}, []
+    owners: dict[Path, str] = {}
+    kept = []
     for source in sources:
         target = output_path(source, args)
         if target in owners:
@@ -251,7 +252,7 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
                    batch_size=args.batch_size, chunk_length=args.chunk_length, return_timestamps=args.timestamps)  # fmt: skip
     short = [i for i, (_, audio) in enumerate(loaded) if is_short(audio)]
     groups = [short] + [[i] for i, (_, audio) in enumerate(loaded) if not is_short(audio)]
-    failures, results = len(sources) - len(loaded), {}
+    failures, results = len(sources) - len(loaded), dict[int, Transcription]()
     for group in filter(None, groups):
         show_progress = not args.quiet and sys.stderr.isatty() and group is not short
         try:

@@ -149,9 +149,9 @@ def greedy_decode(
     batch, device = audio_features.shape[0], audio_features.device
     if not caches_ready:
         model.decoder.setup_caches(audio_features)
-    tokens = torch.tensor(prompt, device=device).expand(batch, -1)
-    prompt_length = tokens.shape[1]
-    prompt_logits = model.decoder(tokens, torch.arange(prompt_length, device=device))
+    prompt_tokens = torch.tensor(prompt, device=device).expand(batch, -1)
+    prompt_length = prompt_tokens.shape[1]
+    prompt_logits = model.decoder(prompt_tokens, torch.arange(prompt_length, device=device))
     no_speech_probs = prompt_logits[:, 0].float().softmax(dim=-1)[:, no_speech] if no_speech is not None else None
     logits = prompt_logits[:, -1]
 

@@ -98,11 +98,12 @@ def stream_chunks(
     held, offset, ended = np.zeros(0, np.float32), 0, False  # held: samples offset.. of the audio
     start = 0
     while True:
-        arrived = []
+        arrived: list[np.ndarray] = []
         while not ended and offset + len(held) + sum(map(len, arrived)) <= start + chunk:
             block = next(blocks, None)
             ended = block is None
-            arrived += [] if ended else [block]
+            if block is not None:
+                arrived.append(block)
         held = np.concatenate([held, *arrived]) if arrived else held
         if start >= offset + len(held):  # no audio at all: chunk_audio(0) is no chunks either
             return
@@ -302,10 +303,12 @@ def transcribe_long(
     `progress(chunks_done, chunks_total, audio_seconds_done)` is called before the first batch and after
     each: the total comes from the stream's `duration` (None when it has none), and is exact for samples.
     """
+    blocks: Iterable[np.ndarray]
+    n_samples: int | None  # None: a stream that does not say its length
     if isinstance(samples, torch.Tensor):
         blocks, n_samples = [samples.cpu().numpy()], len(samples)
     else:
-        blocks, n_samples = samples, samples.duration and round(samples.duration * SAMPLE_RATE)
+        blocks, n_samples = samples, round(samples.duration * SAMPLE_RATE) if samples.duration else None
     total = len(chunk_audio(n_samples, chunk_length)) if n_samples else None
     if progress:
         progress(0, total, 0.0)

@@ -68,7 +68,7 @@ class Tokenizer:
 
     def task_of(self, token: int | None) -> str | None:
         """"transcribe" or "translate" for those task tokens; None for any other token."""
-        return {self.transcribe: "transcribe", self.translate: "translate"}.get(token)
+        return {self.transcribe: "transcribe", self.translate: "translate"}.get(token) if token is not None else None
 
     def sot_sequence(self, language: str | None, task: str | None, timestamps: bool = False) -> list[int]:
         """The decoder prompt: <|startoftranscript|> [<|xx|>] [<|task|>] [<|notimestamps|>].
@@ -101,7 +101,8 @@ class Tokenizer:
         Text between timestamps is decoded piece by piece, as Hugging Face does, so a character split
         across a timestamp decodes the same way in both.
         """
-        parts, text = [], []
+        parts: list[str] = []
+        text: list[int] = []
         for token in tokens:
             if token >= self.timestamp_begin:
                 parts.append(self.decode(text))

@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, overload
+from typing import Any, TypeGuard, overload
 
 import numpy as np
 import torch
@@ -130,7 +130,7 @@ def finite_blocks(blocks: Iterator[np.ndarray], name: str) -> Iterator[np.ndarra
         yield block
 
 
-def is_short(audio: torch.Tensor | AudioStream) -> bool:
+def is_short(audio: torch.Tensor | AudioStream) -> TypeGuard[torch.Tensor]:
     """Fits one 30 s window: decoded whole, not in chunks."""
     return isinstance(audio, torch.Tensor) and len(audio) <= N_SAMPLES
 
@@ -454,8 +454,9 @@ class Transcriber:
 def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:
     """Defaults ("auto"): the GPU in float16 when there is one, else the CPU in float32."""
     try:
-        auto = device in (None, "", "auto")  # "auto": faster-whisper's name for the default
-        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if auto else device)
+        if device is None or device in ("", "auto"):  # "auto": faster-whisper's name for the default
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device)
     except RuntimeError as e:
         raise DistilWhisperError(f"unknown device '{device}': {e}") from None
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -108,7 +108,7 @@ def resolve_model_dir(
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(name, revision=revision, cache_dir=cache_dir, allow_patterns=CHECKPOINT_FILES))
+        return Path(snapshot_download(name, revision=revision, cache_dir=None if cache_dir is None else os.fspath(cache_dir), allow_patterns=CHECKPOINT_FILES))
     except Exception as e:  # the hub raises many kinds: offline, missing repo, network, auth
         reason = first_line(e) or type(e).__name__
         raise DistilWhisperError(f"could not get model '{name}' from the hub or its cache: {reason}") from None
@@ -301,7 +301,8 @@ def int8_decoder(decoder: Decoder) -> Decoder:
     shared = [decoder.embed_tokens.weight, decoder.embed_positions.weight]
     draft = copy.deepcopy(decoder, memo={id(t): t for t in shared})
     if draft.proj_out is None:
-        draft.proj_out = torch.nn.Linear(*draft.embed_tokens.weight.shape[::-1], bias=False, device="meta")
+        vocab, width = draft.embed_tokens.weight.shape
+        draft.proj_out = torch.nn.Linear(width, vocab, bias=False, device="meta")
         draft.proj_out.weight = draft.embed_tokens.weight
     # torch announces that torch.ao quantisation moves to torchao and its quantised tensors will go: nothing a
     # user can act on (bench/speculative.py shows whether this draft pays at all).
