@@ -51,17 +51,19 @@ def test_teacher_forced_logits_match_transformers(checkpoint):
     assert (got - expected).abs().max().item() < TOLERANCE
 
 
-def test_cached_steps_equal_one_full_pass(checkpoint):
-    """Feeding tokens one at a time through the static cache gives the logits of one teacher-forced pass."""
-    _, _, ours = checkpoint
-    mel = random_mel(ours, 2, seed=14)
-    tokens = torch.randint(0, 50257, (2, 9), generator=torch.Generator().manual_seed(15))
+def stepwise_error(model, seed: int, poison: bool = False) -> float:
+    """Max |difference| between the logits of 9 random tokens fed through the static cache (4, then one at a
+    time) and those of one teacher-forced pass; `poison`: NaN in the self-attention caches before the steps."""
+    mel = random_mel(model, 2, seed=seed)
+    tokens = torch.randint(0, 50257, (2, 9), generator=torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
-        full = ours(mel, tokens)
-        ours.decoder.setup_caches(ours.encoder(mel))
-        prefix = ours.decoder(tokens[:, :4], torch.arange(4))
-        steps = [ours.decoder(tokens[:, i : i + 1], torch.tensor([i])) for i in range(4, 9)]
-    assert (torch.cat([prefix, *steps], dim=1) - full).abs().max().item() < TOLERANCE
+        full = model(mel, tokens)
+        model.decoder.setup_caches(model.encoder(mel))
+        if poison:
+            poison_self_caches(model)
+        prefix = model.decoder(tokens[:, :4], torch.arange(4))
+        steps = [model.decoder(tokens[:, i : i + 1], torch.tensor([i])) for i in range(4, 9)]
+    return (torch.cat([prefix, *steps], dim=1) - full).abs().max().item()
 
 
 def poison_self_caches(model) -> None:
@@ -71,21 +73,19 @@ def poison_self_caches(model) -> None:
             cache.fill_(float("nan"))
 
 
+def test_cached_steps_equal_one_full_pass(checkpoint):
+    """Feeding tokens one at a time through the static cache gives the logits of one teacher-forced pass."""
+    assert stepwise_error(checkpoint[2], seed=14) < TOLERANCE
+
+
 def test_eager_steps_read_no_cache_entry_past_the_last_written(checkpoint):
     """Eager on the CPU, self-attention reads the cache up to the last position written and nothing after it
     (NaN there changes nothing, where attending the whole masked cache would give NaN): the logits are a full
     pass's, and greedy decoding gives the same result as on a clean cache."""
-    _, _, ours = checkpoint
-    mel = random_mel(ours, 2, seed=29)
-    tokens = torch.randint(0, 50257, (2, 9), generator=torch.Generator().manual_seed(30))
-    with torch.no_grad():
-        full = ours(mel, tokens)
-        ours.decoder.setup_caches(ours.encoder(mel))
-        poison_self_caches(ours)
-        prefix = ours.decoder(tokens[:, :4], torch.arange(4))
-        steps = [ours.decoder(tokens[:, i : i + 1], torch.tensor([i])) for i in range(4, 9)]
-    assert (torch.cat([prefix, *steps], dim=1) - full).abs().max().item() < TOLERANCE
+    ours = checkpoint[2]
+    assert stepwise_error(ours, seed=29, poison=True) < TOLERANCE
 
+    mel = random_mel(ours, 2, seed=31)
     clean = greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=[], max_new_tokens=12)
     poison_self_caches(ours)
     poisoned = greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=[], max_new_tokens=12)
