@@ -199,16 +199,21 @@ class Decoder(nn.Module):
         self.n_text_ctx = dims.n_text_ctx
         self.register_buffer("causal_mask", None, persistent=False)  # made with the caches, on their device
 
-    def setup_caches(self, audio_features: Tensor, cross_from: "Decoder | None" = None) -> None:
+    def setup_caches(self, audio_features: Tensor, cross_from: "Decoder | None" = None, share_self: bool = False) -> None:
         """Allocate the self-attention caches for this batch and fill the cross-attention ones; or, with
         `cross_from` (a decoder of this shape whose caches already hold this batch: the model a self-draft
-        copies), share its cross-attention caches instead of computing the same keys and values again."""
+        copies), share its cross-attention caches instead of computing the same keys and values again.
+        `share_self` (with `cross_from`) shares its self-attention caches too, which this decoder then writes
+        into: right only for a draft whose every write the other decoder rewrites before it reads there, as
+        speculative decoding's verify pass does."""
         batch, dtype, device = audio_features.shape[0], audio_features.dtype, audio_features.device
         if self.causal_mask is None or self.causal_mask.device != device:
             self.causal_mask = torch.ones(self.n_text_ctx, self.n_text_ctx, dtype=torch.bool, device=device).tril()
         for i, layer in enumerate(self.layers):
             heads, head_dim = layer.self_attn.n_heads, self.embed_tokens.embedding_dim // layer.self_attn.n_heads
-            if not _fits(layer.self_cache, batch, dtype, device):
+            if cross_from is not None and share_self:
+                layer.self_cache = cross_from.layers[i].self_cache
+            elif not _fits(layer.self_cache, batch, dtype, device):
                 layer.self_cache = KVCache(batch, heads, self.n_text_ctx, head_dim, dtype, device)
             layer.self_cache.use(batch)
             if cross_from is not None:

@@ -39,6 +39,10 @@ class Assistant:
     # The draft is the main decoder itself at lower precision: it reads the main decoder's cross-attention caches
     # (the exact keys and values) rather than computing and holding a copy of its own.
     shares_cross_caches: bool = False
+    # And its self-attention caches: the draft reads the main model's exact keys/values of every accepted token
+    # and needs no prompt pass of its own; what it writes (its last token and its proposals, each round) is at
+    # positions the verify pass rewrites before the main model reads them, so the main model reads only its own.
+    shares_self_caches: bool = False
 
     def features(self, mel: Tensor, main_features: Tensor) -> Tensor:
         return main_features if self.encoder is None else self.encoder(mel)
@@ -105,13 +109,15 @@ def speculative_decode(
     n_prompt, n_ctx = prompt_tokens.shape[1], model.dims.n_text_ctx
     if not caches_ready:
         model.decoder.setup_caches(audio_features)
-    assistant.decoder.setup_caches(draft_features, model.decoder if assistant.shares_cross_caches else None)
+    shares_self = assistant.shares_cross_caches and assistant.shares_self_caches
+    assistant.decoder.setup_caches(draft_features, model.decoder if assistant.shares_cross_caches else None, shares_self)
     # The prompt and every token so far, index = position; room past the end for the last round's proposals.
     sequence = torch.full((batch, n_prompt + max_new_tokens + max(draft_tokens, MAX_DRAFT_TOKENS) + 2), eot, device=device)
     sequence[:, :n_prompt] = prompt_tokens
     prompt_positions = torch.arange(n_prompt, device=device)
     logits = model.decoder(sequence[:, :n_prompt], prompt_positions)
-    assistant.decoder(sequence[:, :n_prompt], prompt_positions)  # fills its cache; the first token is the main model's
+    if not shares_self:
+        assistant.decoder(sequence[:, :n_prompt], prompt_positions)  # fills its cache; the first token is the main model's
     no_speech_probs = logits[:, 0].float().softmax(dim=-1)[:, no_speech].tolist() if no_speech is not None else [float("nan")] * batch
 
     # Round 0 is plain greedy: the prompt pass already holds the main model's first choice.
@@ -132,7 +138,8 @@ def speculative_decode(
         current = torch.tensor([n_prompt + n - 1 for n in lengths], device=device)  # position of the last token
         # Compiled, every round proposes k tokens: a shorter round would be another shape.
         proposals = propose(draft_step, rules, sequence, current, n_prompt, active, k_now, n_ctx,
-                            confidence=None if compiled else confidence, end=None if compiled else eot)  # fmt: skip
+                            confidence=None if compiled else confidence, end=None if compiled else eot,
+                            feed_previous=not shares_self)  # fmt: skip
         k_now = proposals.shape[1]
 
         # Verify: the last token and the k proposals in one pass; row b's output i predicts its token lengths[b] + i.
@@ -183,6 +190,7 @@ def log_probs(logits: Tensor, tokens: Tensor) -> Tensor:
 def propose(
     draft: Callable[[Tensor, Tensor], Tensor], rules: list, sequence: Tensor, current: Tensor, n_prompt: int,
     lengths: dict[int, int], k: int, n_ctx: int, confidence: float | None = None, end: int | None = None,
+    feed_previous: bool = True,
 ) -> Tensor:
     """k greedy proposals per row (batch, k) of the `draft` decoder step, written tentatively after each row's
     last token in `sequence`; fewer once every row's last one had a draft probability below `confidence`, or
@@ -190,13 +198,14 @@ def propose(
     to k would make the last round of every decode the dearest).
 
     The draft's cache may lack the token before the last one (a last proposal that was accepted: proposals
-    are scored, never fed back), so its first step feeds both; feeding a cached position again rewrites
-    the same entry.
+    are scored, never fed back), so its first step feeds both (`feed_previous`); feeding a cached position again
+    rewrites the same entry. A draft sharing the main decoder's self-attention caches has it there, exact, and
+    must not overwrite it: the verify pass does not rewrite that position.
     """
     proposals = torch.empty(sequence.shape[0], k, dtype=torch.long, device=sequence.device)
     if k == 0:
         return proposals
-    positions = current[:, None] + torch.arange(-1, 1, device=current.device)
+    positions = current[:, None] + torch.arange(-1 if feed_previous else 0, 1, device=current.device)
     logits = draft(sequence.gather(1, positions), positions.clamp(max=n_ctx - 1))[:, -1:]
     if confidence is not None or end is not None:
         rows = torch.tensor(sorted(lengths), device=sequence.device)  # those still decoding
@@ -232,7 +241,7 @@ def load_assistant(
     if str(name_or_path) == SELF_DRAFT:
         if (device.type, dtype) != ("cpu", torch.float32):
             raise DistilWhisperError(f"the {SELF_DRAFT} self-draft runs on the CPU in float32, not {device.type} {str(dtype)[6:]}")
-        return Assistant(int8_decoder(main.decoder), shares_cross_caches=True)
+        return Assistant(int8_decoder(main.decoder), shares_cross_caches=True, shares_self_caches=True)
     model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
     dims = load_dims(model_dir)
     if dims.n_vocab != main.dims.n_vocab or dims.n_text_ctx < main.dims.n_text_ctx:

@@ -9,6 +9,7 @@ them), the main model itself (always right), and copies of it pushed towards or 
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -289,13 +290,31 @@ def test_compiled_transcription_with_an_assistant(checkpoints):
     assert all(r.acceptance_rate is not None for r in fast)
 
 
-def test_the_int8_self_draft_reads_the_main_decoders_cross_attention_caches(main_model, rules):
-    """No second copy of the cross-attention keys and values (nor their computation): the main decoder's, shared."""
+def test_the_int8_self_draft_reads_the_main_decoders_caches(main_model, rules):
+    """No second copy of the keys and values (nor their computation): the main decoder's caches, shared, the
+    self-attention ones included."""
     assistant = load_assistant("int8", main_model)
     plain, fast = decode_both(main_model, assistant, random_mel(2, 33), rules, max_new_tokens=20)
     assert_same_result(plain, fast)
-    assert all(d.cross_cache is m.cross_cache for d, m in zip(assistant.decoder.layers, main_model.decoder.layers))
+    pairs = list(zip(assistant.decoder.layers, main_model.decoder.layers))
+    assert all(d.cross_cache is m.cross_cache and d.self_cache is m.self_cache for d, m in pairs)
     assert min(fast.acceptance_rates) > 0.5
+
+
+class NaNProjection(torch.nn.Module):
+    def forward(self, x):
+        return torch.full_like(x, float("nan"))
+
+
+def test_a_draft_sharing_the_self_attention_caches_never_leaves_an_entry_the_main_model_reads(main_model, rules):
+    """Every entry the draft writes into the shared caches is rewritten by the verify pass before the main
+    model reads it: a draft writing NaN keys and values leaves the output exact (its proposals are junk)."""
+    assistant = replace(self_draft(main_model), shares_cross_caches=True, shares_self_caches=True)
+    for layer in assistant.decoder.layers:
+        layer.self_attn.k_proj = layer.self_attn.v_proj = NaNProjection()
+    plain, fast = decode_both(main_model, assistant, random_mel(2, 34), rules, max_new_tokens=20, draft_tokens=3)
+    assert_same_result(plain, fast)
+    assert sum(fast.proposed) > 0
 
 
 def test_int8_self_draft_needs_a_float32_model_on_the_cpu(checkpoints):
