@@ -237,7 +237,7 @@ class Decoder(nn.Module):
         mask = self.causal_mask[input_pos]
         if input_pos.device.type == "cpu" and not torch.compiler.is_compiling():
             # Eager on the CPU, self-attention reads only the cache positions up to the last one written, not all
-            # n_text_ctx (the same logits; a whisper-base step 4-7% sooner). A compiled step keeps one shape, and
+            # n_text_ctx (the same logits; a whisper-base step 4-6% sooner). A compiled step keeps one shape, and
             # on a GPU, reading the last position from the device would wait for it.
             mask = mask[..., : int(input_pos.max()) + 1]
         if input_pos.ndim == 2:

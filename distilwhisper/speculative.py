@@ -39,9 +39,9 @@ class Assistant:
     # The draft is the main decoder itself at lower precision: it reads the main decoder's cross-attention caches
     # (the exact keys and values) rather than computing and holding a copy of its own.
     shares_cross_caches: bool = False
-    # And its self-attention caches: the draft reads the main model's exact keys/values of every accepted token
-    # and needs no prompt pass of its own; what it writes (its last token and its proposals, each round) is at
-    # positions the verify pass rewrites before the main model reads them, so the main model reads only its own.
+    # And, with those, its self-attention caches: the draft reads the exact keys/values of every accepted token and
+    # needs no prompt pass of its own; what it writes (its last token and its proposals, each round) is at positions
+    # the verify pass rewrites before the main model reads them, so the main model reads only its own.
     shares_self_caches: bool = False
 
     def features(self, mel: Tensor, main_features: Tensor) -> Tensor:
