@@ -17,9 +17,8 @@ import wave
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, needs_ffmpeg, needs_shared, save_random_whisper
+from conftest import BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, needs_ffmpeg, needs_shared, save_random_whisper
 from distilwhisper import DistilWhisperError, audio, load_audio, load_model
 from distilwhisper.audio import SAMPLE_RATE, AudioStream, audio_duration, stream_audio
 from distilwhisper.longform import chunk_audio, stream_chunks
