@@ -40,6 +40,23 @@ def test_encoder_output_matches_transformers(checkpoint):
     assert (ours.encoder(mel) - expected).abs().max().item() < TOLERANCE
 
 
+def test_encoder_layers_receive_a_contiguous_stream(checkpoint):
+    """The conv stem's (batch, d_model, time) output is made contiguous as (batch, time, d_model) once, so that
+    no residual add or layer norm of the encoder runs on a transposed view (a layout, not a value, so the
+    parity tests above cannot see it)."""
+    _, _, ours = checkpoint
+    layouts = []
+    hooks = [layer.register_forward_pre_hook(lambda _, args: layouts.append(args[0].is_contiguous()))
+             for layer in ours.encoder.layers]  # fmt: skip
+    try:
+        with torch.no_grad():
+            ours.encoder(random_mel(ours, 2, seed=14))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert layouts == [True] * len(ours.encoder.layers)
+
+
 def test_teacher_forced_logits_match_transformers(checkpoint):
     _, oracle, ours = checkpoint
     mel = random_mel(ours, 2, seed=12)
