@@ -117,8 +117,8 @@ class ControlledDraft(torch.nn.Module):
         self.decoder, self.reference, self.hit_rate = decoder, reference, hit_rate
         self.generator = torch.Generator(device=reference.device).manual_seed(seed)
 
-    def setup_caches(self, audio_features: torch.Tensor, cross_from: Decoder | None = None) -> None:
-        self.decoder.setup_caches(audio_features, cross_from)
+    def setup_caches(self, audio_features: torch.Tensor, cross_from: Decoder | None = None, share_self: bool = False) -> None:
+        self.decoder.setup_caches(audio_features, cross_from, share_self)
 
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
         logits = self.decoder(tokens, input_pos)
