@@ -7,7 +7,8 @@
 Runs from the repository root without installing distilwhisper (it imports the tree beside it); needs torch
 and transformers, and faster-whisper only for its CPU row. With no `--model` it draws random checkpoints
 (distil-large-v2 and whisper-large-v2 dims, or tiny ones with `--small`) from a seed into the HF layout, so
-we and transformers load the same files. No tokenizer is needed: both sides decode token ids.
+we and transformers load the same files. Only the long-form unit needs a tokenizer's files (--tokenizer):
+a GPU machine has none, so copy them there beside the tree (see bench/RESULTS.md, "GPU").
 
 1. Parity: fp32 greedy tokens against transformers' generate (TF32 off), then the run dtype (fp16 on CUDA):
    identical, or the agreement and, at each first difference, the fp32 logit margin between the two choices.
@@ -19,8 +20,9 @@ we and transformers load the same files. No tokenizer is needed: both sides deco
    matmul rate).
 
 Writes OUT/gpu.md and OUT/gpu.json after every measured unit, so a run cut short keeps what it measured;
-stops starting new units past --budget-s. Then, per checkpoint as time allows: chunked long-form at batch 16
-(bench/long_form.py); and for one with more than 2 decoder layers (large-v2), speculative decoding with a 2-layer
+stops starting new units past --budget-s. Then, as time allows: for a checkpoint of at most 2 decoder layers
+(distil-large-v2), chunked long-form at batch 16 (the transformers ASR pipeline against our transcribe, eager
+and compiled, on 320 s of synthetic audio, equal work); for one with more (large-v2), speculative decoding with a 2-layer
 student of it as the draft (bench/speculative.py's cost and controlled-acceptance tables, batch 1 and 4).
 """
 
@@ -28,6 +30,7 @@ import argparse
 import gc
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -64,6 +67,11 @@ DIMS = {  # WhisperConfig fields of the checkpoints drawn at random
 # stay far from overflow through 32 layers.
 INIT_STD = 0.05
 SYSTEMS = ["transformers eager", "transformers static+compile", "ours eager", "ours compiled", "faster-whisper"]
+LONG_FORM_SYSTEMS = ["transformers pipeline", "ours eager", "ours compiled"]
+LONG_FORM_SECONDS, LONG_FORM_BATCH = 320.0, 16  # 15 s chunks every 10 s: 32 chunks, two full batches
+# Where the long-form unit looks for tokenizer files when --tokenizer is not given: the base fixture beside the
+# repository, else a folder that travels to a GPU machine when carried (bench/out/ is ignored by git).
+DEFAULT_TOKENIZERS = [ROOT.parent / "shared" / "models" / "whisper-base", ROOT / "bench" / "out" / "tokenizer"]
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,6 +88,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
     parser.add_argument("--budget-s", type=float, default=480, help="start no new unit after this many seconds")
     parser.add_argument("--small", action="store_true", help="tiny dims, few tokens: the whole path on the CPU")
+    parser.add_argument("--tokenizer", default=next((str(p) for p in DEFAULT_TOKENIZERS if (p / "tokenizer.json").exists()), None),
+                        help="a folder with a Whisper tokenizer's files, for the long-form unit (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "gpu"))
     args = parser.parse_args()
@@ -319,14 +329,70 @@ def time_system(name, path, device, dtype, samples, args, clock, ceilings) -> di
     return result
 
 
-def long_form(path: Path, args, device: torch.device) -> list[dict] | None:
-    """Chunked long-form at batch 16, same process, same weights: bench/long_form.py's `gpu_rows(path, args,
-    device)` (rows like time_system's), once that script exists."""
-    try:
-        from long_form import gpu_rows
-    except ImportError:
-        return None
-    return gpu_rows(path, args, device)
+def long_form(path: Path, args, device: torch.device, clock: Clock, workdir: Path) -> list[dict]:
+    """Chunked long-form at batch 16, from the file to the text, on one synthetic noise file of LONG_FORM_SECONDS
+    (bench/long_form.py's): the transformers ASR pipeline (15 s chunks, its own feature extractor) against our
+    `transcribe` (15 s chunks, log-mel on the device), eager and compiled, each loaded in this process, called
+    once (compiling), then timed. Equal work: in a copy of the checkpoint whose generation config suppresses
+    every special token, the end token included, every chunk decodes --tokens tokens on both sides."""
+    from long_form import distilwhisper_engine, transformers_engine, synthetic_wav
+
+    if args.tokenizer is None:
+        return [{"system": "all", "error": "no tokenizer files: pass --tokenizer, or copy a Whisper checkpoint's "
+                 f"tokenizer files into {DEFAULT_TOKENIZERS[-1]} (and carry it to the GPU machine)"}]  # fmt: skip
+    folder = with_tokenizer(path, Path(args.tokenizer), workdir / f"{path.name}-long-form")
+    audio = str(synthetic_wav(LONG_FORM_SECONDS, args.seed))
+    engine_args = argparse.Namespace(model=str(folder), device=str(device), dtype=str(args.dtype).removeprefix("torch."),
+                                     batch=LONG_FORM_BATCH, max_new_tokens=args.tokens)  # fmt: skip
+    rows = []
+    for system in LONG_FORM_SYSTEMS:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
+        try:
+            start = time.perf_counter()
+            run = (transformers_engine(engine_args) if system == "transformers pipeline"
+                   else distilwhisper_engine(engine_args, compile=system == "ours compiled"))  # fmt: skip
+            load_s = time.perf_counter() - start
+            start = time.perf_counter()
+            text = run(audio)
+            first_call_s = time.perf_counter() - start
+            latency = clock.time(lambda: run(audio), args.runs)
+            peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20 if device.type == "cuda" else None
+            rows.append({"system": system, "batch": LONG_FORM_BATCH, "audio_s": LONG_FORM_SECONDS, "load_s": load_s,
+                         "first_call_s": first_call_s, "latency_s": latency, "audio_s_per_s": LONG_FORM_SECONDS / latency,
+                         "peak_gpu_mib": peak, "words": len(text.split()), "text": text})  # fmt: skip
+            del run
+        except Exception as e:  # noqa: BLE001 - one system failing must not lose the others' numbers
+            rows.append({"system": system, "error": error_line(e)})
+        release(device)
+    pipeline = next((r for r in rows if r["system"] == "transformers pipeline" and "latency_s" in r), None)
+    for r in rows:
+        if pipeline and "latency_s" in r:
+            r["speedup_vs_pipeline"] = pipeline["latency_s"] / r["latency_s"]
+            r["same_text_as_pipeline"] = r["text"] == pipeline["text"]
+    return rows
+
+
+def with_tokenizer(path: Path, tokenizer: Path, folder: Path) -> Path:
+    """`path`'s checkpoint (linked, not copied) with `tokenizer`'s files, which the pipeline and `transcribe` need,
+    and a generation config suppressing every special token: random weights emit them, and the end token among
+    them would end chunks early on one side and not the other."""
+    from transformers import GenerationConfig
+
+    from long_form import TOKENIZER_FILES
+
+    folder.mkdir(exist_ok=True)
+    for file in path.iterdir():
+        if file.name != "generation_config.json" and not (folder / file.name).exists():
+            (folder / file.name).symlink_to(file.resolve())
+    for name in TOKENIZER_FILES:
+        if (tokenizer / name).exists() and not (folder / name).exists():
+            shutil.copy(tokenizer / name, folder / name)
+    generation = GenerationConfig.from_pretrained(path)
+    generation.suppress_tokens = sorted(set(generation.suppress_tokens or []) | set(range(EOT, load_dims(path).n_vocab)))
+    generation.save_pretrained(folder)
+    return folder
 
 
 def speculative(path: Path, args, device: torch.device) -> dict:
@@ -341,7 +407,8 @@ def speculative(path: Path, args, device: torch.device) -> dict:
     mel = log_mel_spectrogram(noise(4, args.seed + 3).to(device), model.dims.n_mels).to(args.dtype)
     with torch.inference_mode():
         features = model.encoder(mel)
-    options = argparse.Namespace(batches=[1, 4], ks=[1, 2, 4, 8, 16], rates=[0.7, 0.9, 0.95],
+    options = argparse.Namespace(batches=[1, 4], ks=[1, 4] if args.small else [1, 2, 4, 8, 16],
+                                 rates=[0.9] if args.small else [0.7, 0.9, 0.95],
                                  max_new_tokens=min(args.tokens, 64), runs=args.runs, seed=args.seed)  # fmt: skip
     report = {
         "cost": cost_table(model, draft, lambda batch: features[:batch], options, device),
@@ -420,6 +487,18 @@ def markdown(report: dict) -> str:
                      f"{fmt(r['decoder_us_per_step'], '.0f')} | {r['latency_s']:.3f} | {r['audio_s_per_s']:.1f} | "
                      f"{fmt(r['peak_gpu_mib'], '.0f')} | {bw} | {fl} | {r['first_call_s']:.1f} | {fmt(vs, '.2f')} | "
                      f"{same_tokens(r.get('same_tokens_as'))} |")  # fmt: skip
+    for model, rows in report.get("long_form", {}).items():
+        lines += ["", f"## Long-form: {model}, {LONG_FORM_SECONDS:.0f} s of synthetic audio, 15 s chunks, batch {LONG_FORM_BATCH}", "",
+                  "| system | latency s | audio s / s | peak GPU MiB | first call s | vs the pipeline | same text as the pipeline |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for r in rows:
+            if "error" in r:
+                lines.append(f"| {r['system']} | {r['error']} |")
+                continue
+            same = r.get("same_text_as_pipeline")
+            lines.append(f"| {r['system']} | {r['latency_s']:.2f} | {r['audio_s_per_s']:.1f} | {fmt(r['peak_gpu_mib'], '.0f')} | "
+                         f"{r['first_call_s']:.1f} | {fmt(r.get('speedup_vs_pipeline'), '.2f')} | "
+                         f"{'-' if same is None else 'yes' if same else 'no'} |")  # fmt: skip
     for model, tables in report.get("speculative", {}).items():
         lines += ["", f"## Speculative decoding: {model} main, its layers 0 and -1 as the draft (eager)", ""]
         if "error" in tables:
@@ -479,8 +558,11 @@ def main() -> None:
                         release(device)
                     save()
                     print(f"{name} batch {batch} {system}: done at {time.perf_counter() - started:.0f} s", flush=True)
-            if time.perf_counter() - started < args.budget_s:
-                report.setdefault("long_form", {})[name] = long_form(path, args, device)
+            # Long-form for the 2-layer decoders (distil-large-v2: the product's model), speculation for the others.
+            if load_dims(path).decoder_layers <= 2 and time.perf_counter() - started < args.budget_s:
+                report.setdefault("long_form", {})[name] = long_form(path, args, device, clock, Path(workdir))
+                save()
+                print(f"{name} long-form: done at {time.perf_counter() - started:.0f} s", flush=True)
             # A 2-layer decoder drafting for itself would say nothing; --small has only those.
             if (load_dims(path).decoder_layers > 2 or args.small) and time.perf_counter() - started < args.budget_s:
                 try:

@@ -97,10 +97,10 @@ def synthetic_wav(seconds: float, seed: int) -> Path:
     return path
 
 
-def distilwhisper_engine(args):
+def distilwhisper_engine(args, compile: bool = False):
     import distilwhisper
 
-    model = distilwhisper.load_model(args.model, device=args.device, dtype=args.dtype)
+    model = distilwhisper.load_model(args.model, device=args.device, dtype=args.dtype, compile=compile)
 
     def run(path):
         return model.transcribe(path, language="en", max_new_tokens=args.max_new_tokens, batch_size=args.batch).text
