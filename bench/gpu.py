@@ -362,9 +362,9 @@ def long_form(path: Path, args, device: torch.device, clock: Clock, workdir: Pat
             rows.append({"system": system, "batch": LONG_FORM_BATCH, "audio_s": LONG_FORM_SECONDS, "load_s": load_s,
                          "first_call_s": first_call_s, "latency_s": latency, "audio_s_per_s": LONG_FORM_SECONDS / latency,
                          "peak_gpu_mib": peak, "words": len(text.split()), "text": text})  # fmt: skip
-            del run
         except Exception as e:  # noqa: BLE001 - one system failing must not lose the others' numbers
             rows.append({"system": system, "error": error_line(e)})
+        run = None  # this system's model, freed before the next one's peak memory is measured
         release(device)
     pipeline = next((r for r in rows if r["system"] == "transformers pipeline" and "latency_s" in r), None)
     for r in rows:
