@@ -330,18 +330,21 @@ def time_system(name, path, device, dtype, samples, args, clock, ceilings) -> di
 
 
 def long_form(path: Path, args, device: torch.device, clock: Clock, workdir: Path) -> list[dict]:
-    """Chunked long-form at batch 16, from the file to the text, on one synthetic noise file of LONG_FORM_SECONDS
+    """Chunked long-form at batch 16, from the samples to the text, on one synthetic noise file of LONG_FORM_SECONDS
     (bench/long_form.py's): the transformers ASR pipeline (15 s chunks, its own feature extractor) against our
     `transcribe` (15 s chunks, log-mel on the device), eager and compiled, each loaded in this process, called
     once (compiling), then timed. Equal work: in a copy of the checkpoint whose generation config suppresses
     every special token, the end token included, every chunk decodes --tokens tokens on both sides."""
-    from long_form import distilwhisper_engine, transformers_engine, synthetic_wav
+    from long_form import distilwhisper_engine, synthetic_wav, transformers_engine
+
+    from distilwhisper.audio import load_audio
 
     if args.tokenizer is None:
         return [{"system": "all", "error": "no tokenizer files: pass --tokenizer, or copy a Whisper checkpoint's "
                  f"tokenizer files into {DEFAULT_TOKENIZERS[-1]} (and carry it to the GPU machine)"}]  # fmt: skip
     folder = with_tokenizer(path, Path(args.tokenizer), workdir / f"{path.name}-long-form")
-    audio = str(synthetic_wav(LONG_FORM_SECONDS, args.seed))
+    # The decoded samples, not the file: the pipeline would need an ffmpeg binary, which a GPU machine may lack.
+    audio = load_audio(synthetic_wav(LONG_FORM_SECONDS, args.seed))
     engine_args = argparse.Namespace(model=str(folder), device=str(device), dtype=str(args.dtype).removeprefix("torch."),
                                      batch=LONG_FORM_BATCH, max_new_tokens=args.tokens)  # fmt: skip
     rows = []
