@@ -15,6 +15,7 @@ holds a chunk or two of samples and one batch of windows, whatever the length of
 """
 
 import itertools
+import numbers
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from .errors import DistilWhisperError
 from .tokenizer import TIME_PRECISION
 
 DEFAULT_CHUNK_LENGTH = 15.0  # seconds: Distil-Whisper's recommendation for its chunked algorithm
+# Every chunk costs a whole 30 s window, so one shorter than a second (less than a word) would only make a decode
+# endless: a 1-sample chunk would take hours for a minute of audio.
+MIN_CHUNK_LENGTH = 1.0
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,13 @@ class Chunk:
 
 def chunk_samples(chunk_length: float, stride_length: float | None = None) -> tuple[int, int]:
     """(chunk, stride) in samples, rounded as the pipeline rounds them; a stride of chunk_length / 6 by default."""
+    if not isinstance(chunk_length, numbers.Real) or not MIN_CHUNK_LENGTH <= chunk_length <= CHUNK_LENGTH:  # NaN too
+        raise DistilWhisperError(
+            f"chunk_length must be between {MIN_CHUNK_LENGTH:g} and {CHUNK_LENGTH} s (the encoder's window), got {chunk_length!r}"
+        )
     if stride_length is None:
         stride_length = chunk_length / 6
     chunk, stride = int(round(chunk_length * SAMPLE_RATE)), int(round(stride_length * SAMPLE_RATE))
-    if not 0 < chunk <= CHUNK_LENGTH * SAMPLE_RATE:
-        raise DistilWhisperError(f"chunk_length must be more than 0 and at most {CHUNK_LENGTH} s (the encoder's window), got {chunk_length}")
     if not 0 <= 2 * stride < chunk:
         raise DistilWhisperError(f"the stride ({stride_length} s each side) must leave room in a {chunk_length} s chunk")
     return chunk, stride
@@ -71,6 +77,15 @@ def chunk_audio(n_samples: int, chunk_length: float = DEFAULT_CHUNK_LENGTH, stri
         if is_last:
             break
     return chunks
+
+
+def chunk_count(n_samples: int, chunk_length: float = DEFAULT_CHUNK_LENGTH) -> int:
+    """len(chunk_audio(n_samples, chunk_length)), reckoned rather than listed: a stream's duration is what its
+    header claims, and a corrupt header can claim years."""
+    chunk, stride = chunk_samples(chunk_length)
+    step = chunk - 2 * stride
+    last_start = max(0, -(-(n_samples - chunk) // step)) * step  # the first start whose chunk reaches the end
+    return last_start // step + (chunk_at(last_start, n_samples, chunk, stride)[0] is not None)
 
 
 def chunk_at(start: int, n_samples: int, chunk: int, stride: int) -> tuple[Chunk | None, bool]:
@@ -309,7 +324,7 @@ def transcribe_long(
         blocks, n_samples = [samples.cpu().numpy()], len(samples)
     else:
         blocks, n_samples = samples, round(samples.duration * SAMPLE_RATE) if samples.duration else None
-    total = len(chunk_audio(n_samples, chunk_length)) if n_samples else None
+    total = chunk_count(n_samples, chunk_length) if n_samples else None
     if progress:
         progress(0, total, 0.0)
     # each chunk padded as it is cut: its samples are views that would keep the stream's buffers alive

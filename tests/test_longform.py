@@ -19,7 +19,7 @@ import torch
 from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, needs_shared, save_random_whisper
 from distilwhisper import DistilWhisperError, load_model
 from distilwhisper.audio import SAMPLE_RATE
-from distilwhisper.longform import Chunk, chunk_audio, stitch
+from distilwhisper.longform import Chunk, chunk_audio, chunk_count, stitch
 
 GREEDY = {"language": "en", "task": "transcribe", "num_beams": 1}
 LONG_FILES = ["cmu_arctic_prompts_cathy_a0001_to_a0045.wav", "ljspeech_LJ001-0009_to_LJ001-0032.wav"]  # 160 s, 183 s
@@ -109,10 +109,24 @@ def test_chunks_cover_the_audio_and_overlap_by_two_strides():
         assert before.stop - after.start == before.right + after.left == 2 * 40000
 
 
-@pytest.mark.parametrize("chunk_length", [0, -1, 30.5, 60])
-def test_chunk_length_outside_the_encoder_window_is_a_clear_error(chunk_length):
-    with pytest.raises(DistilWhisperError, match="chunk_length must be more than 0 and at most 30"):
+@pytest.mark.parametrize("chunk_length", [0, -1, 0.001, 0.99, 30.5, 60, float("nan"), float("inf"), "15", None])
+def test_chunk_length_outside_one_to_thirty_seconds_is_a_clear_error(chunk_length):
+    """Above 30 s a chunk would not fit the encoder's window; below a second each chunk, a whole window's work for
+    less than a word, makes a decode endless (a 1-sample chunk: hours for a minute of audio)."""
+    with pytest.raises(DistilWhisperError, match="chunk_length must be between 1 and 30"):
         chunk_audio(LENGTHS["183 s"], chunk_length)
+
+
+@pytest.mark.parametrize("chunk_length", [1, 7.3, 15, 30])
+@pytest.mark.parametrize("name", sorted(LENGTHS))
+def test_chunk_count_is_the_number_of_chunks(name, chunk_length):
+    assert chunk_count(LENGTHS[name], chunk_length) == len(chunk_audio(LENGTHS[name], chunk_length))
+
+
+def test_a_stream_claiming_an_absurd_duration_costs_no_time_or_memory():
+    """The progress total is reckoned from the claimed duration, not by listing its chunks: a corrupt header
+    claiming 5 years once took 28 s and 3.7 GB before decoding started."""
+    assert chunk_count(154_618_822 * SAMPLE_RATE) == 15_461_882
 
 
 def test_a_stride_that_fills_the_chunk_is_a_clear_error():
@@ -341,12 +355,13 @@ def test_cli_transcribes_a_long_file_as_the_api_does(random_checkpoint, tmp_path
     assert capsys.readouterr().out == expected.text.strip() + "\n"
 
 
-def test_cli_refuses_a_bad_chunk_length(capsys):
+@pytest.mark.parametrize("chunk_length", ["45", "nan", "inf", "0.001"])
+def test_cli_refuses_a_bad_chunk_length(chunk_length, capsys):
     from distilwhisper.cli import main
 
     with pytest.raises(SystemExit) as exit_:
-        main(["x.wav", "--chunk-length", "45"])
-    assert exit_.value.code == 2 and "--chunk-length: chunk_length must be more than 0 and at most 30" in capsys.readouterr().err
+        main(["x.wav", "--chunk-length", chunk_length])
+    assert exit_.value.code == 2 and "--chunk-length: chunk_length must be between 1 and 30" in capsys.readouterr().err
 
 
 # --- whole transcripts: whisper-base, real speech --------------------------------------------------------------
