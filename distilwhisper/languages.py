@@ -4,6 +4,8 @@ The codes themselves, and which of them a checkpoint knows, come from its tokeni
 spelling table (openai/whisper's, which transformers also uses).
 """
 
+from .errors import DistilWhisperError
+
 LANGUAGES = {
     "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko": "korean",
     "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish", "pl": "polish", "ca": "catalan",
@@ -33,5 +35,7 @@ CODE_OF_NAME = {name: code for code, name in LANGUAGES.items()} | ALIASES
 
 def language_code(language: str) -> str:
     """"fr", "French" and "<|fr|>" all give "fr"; anything else is returned as written, to be refused later."""
+    if not isinstance(language, str):  # from the caller or from a checkpoint's generation_config.json
+        raise DistilWhisperError(f"a language is a name or code such as 'en' or 'french', not {language!r}")
     language = language.strip().lower().removeprefix("<|").removesuffix("|>")
     return CODE_OF_NAME.get(language, language)

@@ -175,6 +175,9 @@ def mono_samples(array: np.ndarray | torch.Tensor, name: str, expected: str, max
         # decoders and memory maps return): make a native, contiguous, writable copy of those.
         array = np.require(array, dtype=array.dtype.newbyteorder("="), requirements=["C", "W"])
     samples = torch.as_tensor(array)
+    if samples.layout != torch.strided or samples.is_meta:  # sparse samples, or a tensor with no data
+        raise DistilWhisperError(f"{name}: expected {expected}, got a {str(samples.layout).removeprefix('torch.')} "
+                                 f"{samples.device.type} tensor")  # fmt: skip
     shape_ok = samples.ndim == 1 or (samples.ndim == 2 and 1 <= samples.shape[0] <= max_channels)
     if not shape_ok or not (samples.is_floating_point() or samples.dtype == torch.int16):
         raise DistilWhisperError(f"{name}: expected {expected}, got {samples.dtype} of shape {tuple(samples.shape)}")
@@ -354,6 +357,8 @@ class Transcriber:
         segment the model left open ends at the end of the audio). `text` is then the segments' text joined.
         """
         inputs = audio if isinstance(audio, list) else [audio]
+        check_option_types(language=language, task=task, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                           no_speech_threshold=no_speech_threshold)  # fmt: skip
         batch_size = self.default_batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise DistilWhisperError(f"batch_size must be at least 1, got {batch_size}")
@@ -451,14 +456,33 @@ class Transcriber:
         return Transcription(text, tokens, language, avg_logprob, no_speech_prob, truncated, acceptance_rate, segments)
 
 
+def check_option_types(
+    language: Any, task: Any, max_new_tokens: Any, batch_size: Any, no_speech_threshold: Any
+) -> None:
+    """Refuse an option of the wrong kind before any work, naming it: left alone, it fails deep in decoding with
+    torch's words (`full(): argument 'size' failed to unpack`), after the encoder has run, or not at all (a NaN
+    threshold calls nothing silent)."""
+    for name, text in (("language", language), ("task", task)):
+        if text is not None and not isinstance(text, str):
+            raise DistilWhisperError(f"{name} must be a string, got {text!r}")
+    for name, count in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        if count is not None and (isinstance(count, bool) or not isinstance(count, numbers.Integral)):
+            raise DistilWhisperError(f"{name} must be a whole number, got {count!r}")
+    threshold = no_speech_threshold
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or threshold != threshold):
+        raise DistilWhisperError(f"no_speech_threshold must be a probability, or None to keep every transcript, got {threshold!r}")
+
+
 def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:
     """Defaults ("auto"): the GPU in float16 when there is one, else the CPU in float32."""
     try:
         if device is None or device in ("", "auto"):  # "auto": faster-whisper's name for the default
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
-    except RuntimeError as e:
-        raise DistilWhisperError(f"unknown device '{device}': {e}") from None
+    except (RuntimeError, TypeError) as e:
+        raise DistilWhisperError(f"unknown device '{device}': {first_line(e)}") from None
+    if device.type == "meta":  # tensors without data: nothing could be transcribed
+        raise DistilWhisperError("device 'meta' holds no data: choose cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DistilWhisperError(f"device '{device}' asked for, but torch sees no CUDA GPU")
     if device.type != "cpu":
@@ -473,6 +497,8 @@ def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.d
         if dtype not in DTYPES:
             raise DistilWhisperError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}")
         dtype = DTYPES[dtype]
+    elif dtype not in DTYPES.values():  # an integer, complex or float8 dtype, or not a dtype at all
+        raise DistilWhisperError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16 (or their names), got {dtype!r}")
     if device.type == "cpu" and dtype in HALF_PROBES and not cpu_has_half_arithmetic(dtype):
         # As faster-whisper does: refuse rather than run 15-60x slower than float32 (measured on AVX2).
         raise DistilWhisperError(

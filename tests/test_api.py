@@ -77,6 +77,13 @@ def test_bad_audio_is_a_clear_error(model, audio, message):
         ({"task": "summarize"}, "unknown task 'summarize'"),
         ({"max_new_tokens": 445}, "max_new_tokens must be between 1 and 444"),
         ({"max_new_tokens": 0}, "max_new_tokens must be between 1 and 444"),
+        ({"language": 5}, "language must be a string, got 5"),
+        ({"task": b"transcribe"}, "task must be a string"),
+        ({"max_new_tokens": 2.5}, "max_new_tokens must be a whole number, got 2.5"),
+        ({"max_new_tokens": "10"}, "max_new_tokens must be a whole number"),
+        ({"batch_size": 2.5}, "batch_size must be a whole number, got 2.5"),
+        ({"no_speech_threshold": float("nan")}, "no_speech_threshold must be a probability"),
+        ({"chunk_length": float("nan")}, "chunk_length must be between 1 and 30"),
     ],
 )
 def test_bad_options_are_a_clear_error(model, options, message):
@@ -89,6 +96,21 @@ def test_bad_dtype_and_device_are_clear_errors():
         load_model(BASE_MODEL, dtype="float8")
     with pytest.raises(DistilWhisperError, match="unknown device 'gpu0'"):
         load_model(BASE_MODEL, device="gpu0")
+    with pytest.raises(DistilWhisperError, match="device 'meta' holds no data"):
+        load_model(BASE_MODEL, device="meta")
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.bool, torch.complex64, torch.float8_e4m3fn, np.float32, 5])
+def test_a_dtype_that_is_not_a_float_precision_is_a_clear_error(dtype):
+    """Integer, complex and float8 dtypes would load (or not) and fail later in some kernel."""
+    with pytest.raises(DistilWhisperError, match="dtype must be torch.float32, torch.float16 or torch.bfloat16"):
+        load_model(BASE_MODEL, dtype=dtype)
+
+
+@pytest.mark.parametrize("audio", [torch.zeros(16000, device="meta"), torch.ones(16000).to_sparse()], ids=["meta", "sparse"])
+def test_tensors_without_ordinary_samples_are_a_clear_error(model, audio):
+    with pytest.raises(DistilWhisperError, match="expected 1-D float samples at 16 kHz, got a"):
+        model.transcribe(audio)
 
 
 def test_byte_swapped_reversed_and_read_only_arrays_are_accepted(model, jfk):

@@ -24,6 +24,7 @@ from conftest import (
 )
 from distilwhisper import DistilWhisperError, load_model
 from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, detect_language, greedy_decode
+from distilwhisper.languages import language_code
 from distilwhisper.weights import load_generation_defaults, load_whisper
 
 SOT, LANGUAGES, NO_TIMESTAMPS = 50258, list(range(50259, 50358)), 50363  # multilingual ids
@@ -245,3 +246,10 @@ def test_real_speech_detects_english_as_transformers_does():
     got = [r.language for r in model.transcribe(files, max_new_tokens=1, batch_size=16)]
     assert expected == [model.tokenizer.language_token("en")] * len(files)
     assert got == ["en"] * len(files)
+
+
+@pytest.mark.parametrize("language", [5, b"en", None, ["en"]])
+def test_a_language_that_is_not_text_is_a_clear_error(language):
+    """From the caller or from a checkpoint's generation_config.json ("language": 5), not an AttributeError."""
+    with pytest.raises(DistilWhisperError, match="a language is a name or code such as 'en' or 'french', not"):
+        language_code(language)
