@@ -192,7 +192,13 @@ def describe(error: BaseException) -> str:
 
 def input_name(source: str) -> str:
     """How messages and outputs name an input: its path as given, and standard input as <stdin>."""
-    return "<stdin>" if source == STDIN else source
+    return "<stdin>" if source == STDIN else printable(source)
+
+
+def printable(path: str) -> str:
+    """A path as UTF-8 text can hold it: bytes of a file name that are not UTF-8 (which Python keeps as lone
+    surrogates, and which standard output and a JSON file cannot encode) written as \\xff escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def output_path(source: str, args: argparse.Namespace) -> Path:
@@ -277,7 +283,13 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
             warn(f"{input_name(source)}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
         output = render(result, input_name(source), args.output_format, args.timestamps)
         if args.output_dir is None:
-            print(with_filename(output, source, args) if args.with_filename else output, flush=True)
+            try:
+                print(with_filename(output, printable(source), args) if args.with_filename else output, flush=True)
+            except BrokenPipeError:
+                raise  # the reader has gone: main stops
+            except OSError as e:  # a full disk behind a redirection...
+                fail(f"{input_name(source)}: cannot write to standard output: {e.strerror or e}")
+                failures += 1
             continue
         target = output_path(source, args)
         try:
@@ -304,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         # Files already written stay, whole; write_atomically removes the temporary file of one being written.
         print("distilwhisper: interrupted", file=sys.stderr)
         return 130  # 128 + SIGINT: what shells report for a command that Ctrl-C ended
+    except BrokenPipeError:
+        # Whoever read standard output stopped (`distilwhisper *.wav | head -1`): stop quietly, as commands that
+        # SIGPIPE ends do. Standard output now leads nowhere, so that Python's flush at exit fails no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
 
 
 def run(args: argparse.Namespace) -> int:

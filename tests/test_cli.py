@@ -297,3 +297,42 @@ def test_ctrl_c_while_the_model_loads_is_one_line_exit_130(capsys, monkeypatch):
     monkeypatch.setattr(cli, "load_model", interrupted)
     assert main_within_test(["speech.wav", "--model", str(BASE_MODEL)]) == 130
     assert capsys.readouterr().err.splitlines() == ["distilwhisper: interrupted"]
+
+
+def cli_process(*args: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "distilwhisper", *args], stderr=subprocess.PIPE, text=True, **popen)
+
+
+@needs_shared
+def test_a_reader_that_stops_reading_ends_the_run_quietly():
+    """`distilwhisper *.wav | head -1`: once the pipe's reader has gone, stop as SIGPIPE stops other commands
+    (status 141, nothing on stderr), not with a BrokenPipeError traceback."""
+    process = cli_process(*map(str, GOOD[:2]), "--model", str(BASE_MODEL), stdout=subprocess.PIPE)
+    process.stdout.close()  # gone before the model has loaded, so the first line meets a closed pipe
+    assert process.wait(timeout=300) == 141
+    assert process.stderr.read() == ""
+
+
+@needs_shared
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full (not Linux)")
+def test_a_full_standard_output_fails_each_file_in_one_line():
+    with open("/dev/full", "w") as full:
+        process = cli_process(*map(str, GOOD[:2]), "--model", str(BASE_MODEL), stdout=full)
+        assert process.wait(timeout=300) == 1
+    lines = process.stderr.read().splitlines()
+    assert lines == [f"distilwhisper: error: {source}: cannot write to standard output: No space left on device" for source in GOOD[:2]]
+
+
+@needs_shared
+def test_a_file_name_that_is_not_utf8_is_printed_and_written_escaped(tmp_path, capsys, expected_texts):
+    """Python keeps such a name's bytes as lone surrogates, which neither standard output nor a JSON file can
+    encode: the name is written with \\xff escapes, and the file is transcribed like any other."""
+    odd = os.fsdecode(bytes(tmp_path) + b"/odd\xffname.wav")
+    with open(GOOD[0], "rb") as source, open(odd, "wb") as copy:
+        copy.write(source.read())
+    printed = odd.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    assert main([odd, str(GOOD[1]), "--model", str(BASE_MODEL)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{printed}:{expected_texts[0]}", f"{GOOD[1]}:{expected_texts[1]}"]
+    assert main([odd, "--model", str(BASE_MODEL), "--output-format", "json", "--output-dir", str(tmp_path / "out")]) == 0
+    written = json.loads((tmp_path / "out" / os.fsdecode(b"odd\xffname.json")).read_text())
+    assert written["file"] == printed and written["text"] == expected_texts[0]
