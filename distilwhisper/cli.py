@@ -91,7 +91,7 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="files, or chunks of a long file, decoded together (default: 8 on the CPU, 16 on a GPU)")
     parser.add_argument("--chunk-length", type=float, default=DEFAULT_CHUNK_LENGTH, metavar="SECONDS",
-                        help="audio longer than 30 s is transcribed in chunks this long (at most 30), overlapping by "
+                        help="audio longer than 30 s is transcribed in chunks this long (1 to 30), overlapping by "
                              "a sixth of it on each side, stitched where the overlaps agree (default: %(default)s)")
 
 
