@@ -1,4 +1,4 @@
-"""torch.compile at the edges: the encoder for its fixed 30 s window, the decoder's step over the static cache.
+"""torch.compile at the edges: the decoder's step over the static cache and, on a GPU, the encoder for its 30 s window.
 
 Every compiled call has fixed shapes, so each shape compiles once and, on CUDA, runs as a CUDA graph
 (`mode="reduce-overhead"`): the encoder sees (batch, n_mels, 3000) log-mel, the decoder step (batch, k)
@@ -50,15 +50,15 @@ def compiled_steps(model: Whisper, draft: Decoder | None = None) -> Steps:
     # CUDA graphs replay a step's hundreds of kernel launches as one. On the CPU, freezing lets inductor fold the
     # decoder's weights into its graph, pre-packed for oneDNN: a step of several rows (a batch, a verify pass)
     # runs 15-20% faster than MKL's GEMM on them (bench/RESULTS.md), at the cost of a second copy of the decoder's
-    # weights. The encoder gains nothing from it, so it keeps inductor's default.
+    # weights. The CPU's encoder stays eager: its GEMMs are MKL's either way, and compiled it ran 7% slower at
+    # batch 1 and 3% at batch 4 (whisper-base, 2026-11-28), besides costing seconds of compilation.
     step_options = {"mode": "reduce-overhead"} if on_cuda else {"options": {"freezing": True}}
-    encoder_options = {"mode": "reduce-overhead"} if on_cuda else {}
 
     def compile_(module: torch.nn.Module, options: dict) -> Callable:
         return torch.compile(module, fullgraph=True, dynamic=False, **options)
 
-    return Steps(compile_(model.encoder, encoder_options), compile_(model.decoder, step_options), compiled=True,
-                 draft=draft and compile_(draft, step_options))  # fmt: skip
+    encoder = compile_(model.encoder, {"mode": "reduce-overhead"}) if on_cuda else model.encoder
+    return Steps(encoder, compile_(model.decoder, step_options), compiled=True, draft=draft and compile_(draft, step_options))
 
 
 def batch_bucket(batch: int) -> int:
