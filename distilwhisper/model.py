@@ -16,6 +16,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+# The config.json fields ModelDims.from_config reads as sizes: each a positive integer.
+CONFIG_SIZES = (
+    "num_mel_bins",
+    "max_source_positions",
+    "max_target_positions",
+    "vocab_size",
+    "d_model",
+    "encoder_layers",
+    "encoder_attention_heads",
+    "encoder_ffn_dim",
+    "decoder_layers",
+    "decoder_attention_heads",
+    "decoder_ffn_dim",
+)
+
+
 @dataclass(frozen=True)
 class ModelDims:
     """Every size of a Whisper network. `ModelDims.from_config(json.load(open("config.json")))` reads them
@@ -38,7 +54,23 @@ class ModelDims:
 
     @classmethod
     def from_config(cls, config: dict) -> "ModelDims":
-        """The dims of a Hugging Face WhisperConfig (config.json as a dict); a missing field raises KeyError."""
+        """The dims of a Hugging Face WhisperConfig (config.json as a dict); a missing field raises KeyError,
+        a field of the wrong type TypeError, sizes that cannot build a network ValueError (each naming the field)."""
+        for key in CONFIG_SIZES:
+            value = config[key]
+            # bool is an int subclass in Python, but `true` is no size.
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{key} must be an integer, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"{key} must be positive, got {value}")
+        # The encoder's sinusoid positions fill d_model with two halves (sin, cos) of at least two channels.
+        if config["d_model"] % 2 or config["d_model"] < 4:
+            raise ValueError(f"d_model must be even and at least 4, got {config['d_model']}")
+        for heads in ("encoder_attention_heads", "decoder_attention_heads"):
+            if config["d_model"] % config[heads]:
+                raise ValueError(f"d_model ({config['d_model']}) is not divisible by {heads} ({config[heads]})")
+        if not isinstance(config.get("tie_word_embeddings", True), bool):
+            raise TypeError(f"tie_word_embeddings must be true or false, got {config['tie_word_embeddings']!r}")
         return cls(
             n_mels=config["num_mel_bins"],
             n_audio_ctx=config["max_source_positions"],
@@ -177,6 +209,8 @@ class Encoder(nn.Module):
         expected = (self.conv1.in_channels, 2 * self.embed_positions.num_embeddings)
         if mel.ndim != 3 or tuple(mel.shape[1:]) != expected:
             raise ValueError(f"expected log-mel of shape (batch, {expected[0]}, {expected[1]}), got {tuple(mel.shape)}")
+        if mel.dtype != self.conv1.weight.dtype:
+            raise TypeError(f"expected log-mel of the model's dtype {self.conv1.weight.dtype}, got {mel.dtype}")
         x = F.gelu(self.conv1(mel))
         # Contiguous as (batch, time, d_model): left as a transposed view, every residual add and layer norm of
         # the encoder would run on a strided layout (a whisper-base encoder 9% slower on the CPU).
@@ -286,6 +320,23 @@ class Whisper(nn.Module):
         self.decoder = Decoder(dims)
 
     def forward(self, mel: Tensor, tokens: Tensor) -> Tensor:
-        """Teacher-forced logits for `tokens` given the audio: one call, no cached state carried over."""
-        self.decoder.setup_caches(self.encoder(mel))
+        """Teacher-forced logits for `tokens` given the audio: one call, no cached state carried over.
+
+        `tokens` is (batch, time) int64 (or int32) ids, one row per mel, at most n_text_ctx of them. Checked
+        here, once per call, rather than in `Decoder.forward`, whose every decoding step would pay for it.
+        """
+        if not isinstance(tokens, Tensor) or tokens.dtype not in (torch.int64, torch.int32):
+            got = tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__
+            raise TypeError(f"expected tokens as an int64 (or int32) tensor of token ids, got {got}")
+        if tokens.ndim != 2 or tokens.numel() == 0 or tokens.shape[1] > self.dims.n_text_ctx:
+            raise ValueError(
+                f"expected non-empty tokens of shape (batch, time), time at most {self.dims.n_text_ctx}, got {tuple(tokens.shape)}"
+            )
+        low, high = int(tokens.min()), int(tokens.max())
+        if low < 0 or high >= self.dims.n_vocab:
+            raise ValueError(f"token ids must be in [0, {self.dims.n_vocab}), got ids from {low} to {high}")
+        audio_features = self.encoder(mel)
+        if tokens.shape[0] != audio_features.shape[0]:
+            raise ValueError(f"expected one row of tokens per mel ({audio_features.shape[0]}), got {tokens.shape[0]}")
+        self.decoder.setup_caches(audio_features)
         return self.decoder(tokens, torch.arange(tokens.shape[1], device=tokens.device))

@@ -5,12 +5,12 @@ added_tokens.json. Every special id is read from the checkpoint rather than hard
 language than the other checkpoints, which shifts every id after the language tokens.
 """
 
-import json
 from pathlib import Path
 
 import tiktoken
 
 from .errors import DistilWhisperError
+from .weights import read_json
 
 # GPT-2's pre-tokenizer regex; Hugging Face's ByteLevel pre-tokenizer uses the same one.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -128,7 +128,7 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     model_dir = Path(model_dir)
     if not (model_dir / "vocab.json").is_file():
         raise DistilWhisperError(f"{model_dir} has no vocab.json; expected a Hugging Face Whisper checkpoint folder")
-    vocab = json.loads((model_dir / "vocab.json").read_text(encoding="utf-8"))
+    vocab = read_json(model_dir / "vocab.json")
     special = _special_tokens(model_dir, vocab)
 
     # With GPT-2-style vocabularies a token's id is its merge rank, which is all tiktoken needs.
@@ -149,11 +149,11 @@ def _special_tokens(model_dir: Path, vocab: dict[str, int]) -> dict[str, int]:
     """
     if (model_dir / "tokenizer.json").is_file():
         source = model_dir / "tokenizer.json"
-        added = json.loads(source.read_text(encoding="utf-8")).get("added_tokens", [])
+        added = read_json(source).get("added_tokens", [])
         special = {t["content"]: t["id"] for t in added}
     elif (model_dir / "added_tokens.json").is_file():
         source = model_dir / "added_tokens.json"
-        special = json.loads(source.read_text(encoding="utf-8"))
+        special = read_json(source)
     else:
         raise DistilWhisperError(
             f"{model_dir} has neither tokenizer.json nor added_tokens.json; is this a Whisper checkpoint folder?"

@@ -8,7 +8,7 @@ needs must be there with its shape, and nothing else may be.
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -66,6 +66,8 @@ OUTPUT_PROJECTION = {"proj_out.weight": "decoder.proj_out.weight"}
 # precision GEMMs on the CPU are slower from that layout. state_dict() hands out row-major copies of them
 # (`_row_major_state`), so it saves with safetensors as is.
 MATMUL_WEIGHTS = ("_proj.weight", "fc1.weight", "fc2.weight", "embed_tokens.weight", "proj_out.weight")
+# The dtypes the network can be loaded in (it computes in the dtype of its weights).
+LOAD_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,15 @@ def resolve_model_dir(
         raise DistilWhisperError(f"could not get model '{name}' from the hub or its cache: {reason}") from None
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A checkpoint's JSON file, which holds an object at its top level (every one we read does)."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))  # JSON is UTF-8 (RFC 8259), whatever the locale says
     except (OSError, ValueError) as e:
         raise DistilWhisperError(f"cannot read {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise DistilWhisperError(f"{path} must hold a JSON object at its top level, got {json.dumps(data):.40}")
+    return data
 
 
 def load_dims(model_dir: str | os.PathLike) -> ModelDims:
@@ -126,22 +132,30 @@ def load_dims(model_dir: str | os.PathLike) -> ModelDims:
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise DistilWhisperError(f"{model_dir} is not a Whisper checkpoint folder: it has no config.json")
-    config = _read_json(config_path)
+    config = read_json(config_path)
     if config.get("model_type") != "whisper":
         raise DistilWhisperError(f"{config_path} describes a '{config.get('model_type')}' model, not 'whisper'")
     try:
         return ModelDims.from_config(config)
     except KeyError as e:
         raise DistilWhisperError(f"{config_path} lacks the field {e}") from None
+    except (TypeError, ValueError) as e:  # from_config's messages name the field
+        raise DistilWhisperError(f"{config_path}: {e}") from None
 
 
 def load_generation_defaults(model_dir: str | os.PathLike) -> GenerationDefaults:
     """generation_config.json wins where it has a field; older checkpoints keep them in config.json."""
     model_dir = Path(model_dir)
-    config = _read_json(model_dir / "config.json")
+    n_vocab = load_dims(model_dir).n_vocab
+    config_path = model_dir / "config.json"
+    config = read_json(config_path)
+    source = dict.fromkeys(config, config_path)  # the file each field comes from, for messages
     generation_path = model_dir / "generation_config.json"
     if generation_path.is_file():
-        config |= {k: v for k, v in _read_json(generation_path).items() if v is not None}
+        generation = {k: v for k, v in read_json(generation_path).items() if v is not None}
+        config |= generation
+        source |= dict.fromkeys(generation, generation_path)
+    _check_generation_fields(config, source, n_vocab)
     return GenerationDefaults(
         suppress_tokens=tuple(config.get("suppress_tokens") or ()),
         begin_suppress_tokens=tuple(config.get("begin_suppress_tokens") or ()),
@@ -155,13 +169,55 @@ def load_generation_defaults(model_dir: str | os.PathLike) -> GenerationDefaults
     )
 
 
+def _check_generation_fields(config: dict, source: dict[str, Path], n_vocab: int) -> None:
+    """Refuse, naming its file, a field that would otherwise fail mid-decoding (an id outside the vocabulary
+    indexes past the logits)."""
+
+    def check(key: str, ok: Callable[[object], bool], what: str) -> None:
+        value = config.get(key)
+        if value is not None and not ok(value):
+            raise DistilWhisperError(f"{source[key]}: {key} must be {what}, got {json.dumps(value):.60}")
+
+    def check_ids(key: str, ids: list) -> None:
+        bad = [i for i in ids if not (_is_int(i) and 0 <= i < n_vocab)]
+        if bad:
+            raise DistilWhisperError(
+                f"{source[key]}: {key} holds {json.dumps(bad[0])}, not a token id (0 to {n_vocab - 1}: config.json's vocab_size)"
+            )
+
+    for key in ("suppress_tokens", "begin_suppress_tokens"):
+        check(key, lambda v: isinstance(v, list), "a list of token ids")
+        check_ids(key, config.get(key) or [])
+    check("lang_to_id", lambda v: isinstance(v, dict), 'a map of language tokens to ids ({"<|en|>": 50259, ...})')
+    check_ids("lang_to_id", list((config.get("lang_to_id") or {}).values()))
+    check("forced_decoder_ids", lambda v: isinstance(v, list) and all(map(_is_forced_pair, v)), "a list of [position, token id] pairs")
+    # A null token leaves its position (the language, say) to the caller or to detection, as in transformers.
+    check_ids("forced_decoder_ids", [token for _, token in config.get("forced_decoder_ids") or () if token is not None])
+    check("max_length", lambda v: _is_int(v) and v > 0, "a positive integer")
+    check("max_initial_timestamp_index", lambda v: _is_int(v) and v >= 0, "a non-negative integer or null")
+    check("language", lambda v: isinstance(v, str), "a string")
+    check("task", lambda v: isinstance(v, str), "a string")
+    check("is_multilingual", lambda v: isinstance(v, bool), "true or false")
+
+
+def _is_forced_pair(pair) -> bool:
+    return isinstance(pair, list) and len(pair) == 2 and _is_int(pair[0]) and pair[0] >= 0
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # bool is an int subclass; `true` is no number
+
+
 def checkpoint_files(model_dir: Path) -> list[Path]:
     single = model_dir / "model.safetensors"
     if single.is_file():
         return [single]
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        weight_map = read_json(index).get("weight_map", {})
+        if not isinstance(weight_map, dict) or not all(isinstance(shard, str) for shard in weight_map.values()):
+            raise DistilWhisperError(f"{index}: weight_map must map tensor names to shard file names, got {json.dumps(weight_map):.40}")
+        shards = sorted(set(weight_map.values()))
         missing = [s for s in shards if not (model_dir / s).is_file()]
         if not shards or missing:
             raise DistilWhisperError(f"{index} lists shards that are not there: {', '.join(missing) or 'none listed'}")
@@ -238,13 +294,27 @@ def check_tensors(module: torch.nn.Module, tensors: dict[str, torch.Tensor], sou
         raise DistilWhisperError(f"{source}: tensor {checkpoint_key(bad)} holds NaN or infinite values")
 
 
+def _checked_placement(dtype: torch.dtype, device: str | torch.device) -> torch.device:
+    """`device` as a torch.device, once it and `dtype` are known to work: torch would fail mid-load otherwise."""
+    if dtype not in LOAD_DTYPES:
+        names = ", ".join(map(str, LOAD_DTYPES))
+        raise DistilWhisperError(f"cannot load a model in dtype {dtype!r}: give one of {names}")
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)  # the one check every backend answers: no CUDA, cuda:3 on one GPU...
+    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, TypeError or AssertionError by backend
+        raise DistilWhisperError(f"device '{device}' is not usable here: {first_line(e) or type(e).__name__}") from None
+    return device
+
+
 def load_whisper(
     model_dir: str | os.PathLike, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
 ) -> Whisper:
     """Build the network from config.json and fill it from the safetensors, without a random init first."""
     model_dir = Path(model_dir)
+    device = _checked_placement(dtype, device)
     dims = load_dims(model_dir)
-    tensors = read_tensors(checkpoint_files(model_dir), dtype, torch.device(device))
+    tensors = read_tensors(checkpoint_files(model_dir), dtype, device)
     dims = untie_if_needed(dims, tensors)
     with torch.device("meta"):
         model = Whisper(dims)
@@ -257,8 +327,9 @@ def load_decoder(
     """Only the decoder of a checkpoint: of a whole Whisper (its encoder's tensors are not even read), or of a
     decoder alone, as transformers' WhisperForCausalLM saves one (`model.decoder.*`, `proj_out.weight`)."""
     model_dir = Path(model_dir)
+    device = _checked_placement(dtype, device)
     dims = load_dims(model_dir)
-    tensors = read_tensors(checkpoint_files(model_dir), dtype, torch.device(device), lambda name: not name.startswith(ENCODER))
+    tensors = read_tensors(checkpoint_files(model_dir), dtype, device, lambda name: not name.startswith(ENCODER))
     dims = untie_if_needed(dims, tensors)
     with torch.device("meta"):
         decoder = Decoder(dims)

@@ -194,3 +194,31 @@ def test_caches_reused_across_batch_sizes_give_fresh_results(checkpoint):
 
     fresh = [decode(load_whisper(path), mel) for mel in mels]
     assert [decode(ours, mels[0]), decode(ours, mels[1]), decode(ours, mels[0])] == [fresh[0], fresh[1], fresh[0]]
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    return load_whisper(save_random_whisper(tmp_path_factory.mktemp("small"), seed=40, **TINY_CONFIGS["tiny-4x4"]))
+
+
+BAD_FORWARD = {  # a change to a good (mel, tokens) pair, and the one-line error Whisper.forward must give
+    "float64-mel": (lambda mel, tokens: (mel.double(), tokens), TypeError, r"model's dtype torch\.float32, got torch\.float64"),
+    "float-tokens": (lambda mel, tokens: (mel, tokens.float()), TypeError, r"int64 \(or int32\) tensor .* got torch\.float32"),
+    "list-tokens": (lambda mel, tokens: (mel, tokens.tolist()), TypeError, r"int64 \(or int32\) tensor .* got list"),
+    "1-d-tokens": (lambda mel, tokens: (mel, tokens[0]), ValueError, r"shape \(batch, time\).* got \(4,\)"),
+    "empty-tokens": (lambda mel, tokens: (mel, tokens[:, :0]), ValueError, r"non-empty tokens .* got \(2, 0\)"),
+    "longer-than-context": (lambda mel, tokens: (mel, tokens.repeat(1, 113)), ValueError, r"time at most 448, got \(2, 452\)"),
+    "id-past-vocab": (lambda mel, tokens: (mel, tokens + 51865), ValueError, r"in \[0, 51865\), got ids from 51865"),
+    "negative-id": (lambda mel, tokens: (mel, tokens - 1), ValueError, r"in \[0, 51865\), got ids from -1"),
+    "batch-mismatch": (lambda mel, tokens: (mel, tokens[:1]), ValueError, r"one row of tokens per mel \(2\), got 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FORWARD))
+def test_forward_names_bad_input(case, small_model):
+    """Checked once in Whisper.forward (and the mel's dtype in Encoder.forward), not met inside torch."""
+    change, error_type, message = BAD_FORWARD[case]
+    mel, tokens = change(random_mel(small_model, 2, seed=41), torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(error_type, match=message) as error:
+        small_model(mel, tokens)
+    assert "\n" not in str(error.value)

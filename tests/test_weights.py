@@ -1,6 +1,7 @@
 """Finding and loading checkpoints: sharded and single files, the hub cache offline, strict key checks."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -245,3 +246,111 @@ def test_full_size_configs_expect_exactly_the_tensors_transformers_has(name, tmp
         ours = Whisper(load_dims(tmp_path)).state_dict()
     expected = {k.removeprefix("model."): tuple(v.shape) for k, v in oracle.items() if k != "proj_out.weight"}
     assert {k: tuple(v.shape) for k, v in ours.items()} == expected
+
+
+def broken_files(source, folder, files: dict) -> Path:
+    """`source`'s config.json and generation_config.json in `folder`, then `files` ({name: JSON value, or a
+    dict of fields to change in the copy}) written over them; no weights, as the errors come before them."""
+    for name in ("config.json", "generation_config.json"):
+        shutil.copy(source / name, folder / name)
+    for name, content in files.items():
+        if isinstance(content, dict) and (folder / name).is_file():
+            content = json.loads((folder / name).read_text()) | content
+        (folder / name).write_text(json.dumps(content))
+    return folder
+
+
+BAD_CONFIGS = {  # config.json's content (or fields), and what the message must name
+    "array": ([1, 2], "must hold a JSON object"),
+    "null": (None, "must hold a JSON object"),
+    "size-as-string": ({"d_model": "96"}, "d_model must be an integer"),
+    "negative-size": ({"d_model": -96}, "d_model must be positive"),
+    "float-size": ({"encoder_layers": 6.0}, "encoder_layers must be an integer"),
+    "bool-size": ({"decoder_layers": True}, "decoder_layers must be an integer"),
+    "heads-do-not-divide": ({"encoder_attention_heads": 7}, "not divisible by encoder_attention_heads"),
+    "odd-d_model": ({"d_model": 7, "encoder_attention_heads": 7, "decoder_attention_heads": 7}, "d_model must be even"),
+    "tie-as-string": ({"tie_word_embeddings": "no"}, "tie_word_embeddings must be true or false"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_config_that_cannot_build_a_network_is_named(case, single, tmp_path):
+    """Refused at load time as one line naming config.json and the field, not met later inside torch."""
+    content, message = BAD_CONFIGS[case]
+    folder = broken_files(single, tmp_path, {"config.json": content})
+    with pytest.raises(DistilWhisperError, match=re.escape(f"{folder / 'config.json'}")) as error:
+        load_whisper(folder)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("index", [{"weight_map": "x"}, [1], {"weight_map": {"model.encoder.conv1.weight": 1}}],
+                         ids=["map-as-string", "array", "shard-as-number"])
+def test_shard_index_without_a_weight_map_is_named(index, single, tmp_path):
+    folder = broken_files(single, tmp_path, {"model.safetensors.index.json": index})
+    with pytest.raises(DistilWhisperError, match=re.escape(str(folder / "model.safetensors.index.json"))):
+        load_whisper(folder)
+
+
+@pytest.mark.parametrize("files, culprit", [
+    ({"vocab.json": "[1]"}, "vocab.json must hold a JSON object"),
+    ({"vocab.json": "{not json"}, "cannot read {folder}/vocab.json"),
+    ({"vocab.json": "{}", "tokenizer.json": "{not json"}, "cannot read {folder}/tokenizer.json"),
+    ({"vocab.json": "{}", "added_tokens.json": "null"}, "added_tokens.json must hold a JSON object"),
+], ids=["vocab-array", "vocab-not-json", "tokenizer-not-json", "added-tokens-null"])  # fmt: skip
+def test_tokenizer_file_that_is_not_a_json_object_is_named(files, culprit, tmp_path):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(DistilWhisperError) as error:
+        load_tokenizer(tmp_path)
+    assert culprit.format(folder=tmp_path) in str(error.value) and "\n" not in str(error.value)
+
+
+BAD_GENERATION = {  # generation_config.json fields, and what the message must say (the random vocabulary: 51865)
+    "suppressed-id-past-vocab": ({"suppress_tokens": [1, 1000000000]}, "suppress_tokens holds 1000000000"),
+    "begin-suppressed-id-past-vocab": ({"begin_suppress_tokens": [999999]}, "begin_suppress_tokens holds 999999"),
+    "suppressed-id-as-string": ({"suppress_tokens": ["220"]}, 'suppress_tokens holds "220"'),
+    "suppress-not-a-list": ({"suppress_tokens": 5}, "suppress_tokens must be a list of token ids"),
+    "language-id-past-vocab": ({"lang_to_id": {"<|xx|>": 999999}}, "lang_to_id holds 999999"),
+    "negative-max-length": ({"max_length": -5}, "max_length must be a positive integer"),
+    "max-length-as-string": ({"max_length": "448"}, "max_length must be a positive integer"),
+    "forced-id-not-a-pair": ({"forced_decoder_ids": [[1]]}, "forced_decoder_ids must be a list of [position, token id]"),
+    "forced-ids-as-string": ({"forced_decoder_ids": "x"}, "forced_decoder_ids must be a list of [position, token id]"),
+    "forced-id-past-vocab": ({"forced_decoder_ids": [[1, 51865]]}, "forced_decoder_ids holds 51865"),
+    "negative-initial-timestamp": ({"max_initial_timestamp_index": -1}, "max_initial_timestamp_index must be"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GENERATION))
+def test_generation_field_that_would_fail_decoding_is_named(case, single, tmp_path):
+    fields, message = BAD_GENERATION[case]
+    folder = broken_files(single, tmp_path, {"generation_config.json": fields})
+    with pytest.raises(DistilWhisperError, match=re.escape(f"{folder / 'generation_config.json'}: {message}")) as error:
+        load_generation_defaults(folder)
+    assert "\n" not in str(error.value)
+
+
+def test_older_checkpoints_bad_generation_field_names_config_json(single, tmp_path):
+    """Without it in generation_config.json, the field comes from config.json, and so does the blame."""
+    folder = broken_files(single, tmp_path, {"config.json": {"suppress_tokens": [-1]}})
+    generation = json.loads((folder / "generation_config.json").read_text())
+    del generation["suppress_tokens"]
+    (folder / "generation_config.json").write_text(json.dumps(generation))
+    with pytest.raises(DistilWhisperError, match=re.escape(f"{folder / 'config.json'}: suppress_tokens holds -1")):
+        load_generation_defaults(folder)
+
+
+def test_forced_ids_may_leave_a_token_to_detection(single, tmp_path):
+    """A null token, as transformers writes [[1, null], [2, <|transcribe|>]], is no error (a guard on the checks above)."""
+    folder = broken_files(single, tmp_path, {"generation_config.json": {"forced_decoder_ids": [[1, None], [2, 50359]]}})
+    assert load_generation_defaults(folder).forced_decoder_ids == ((1, None), (2, 50359))
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"dtype": "float32"}, "cannot load a model in dtype 'float32'"),
+    ({"dtype": torch.int32}, "cannot load a model in dtype torch.int32"),
+    ({"device": "tpu"}, "device 'tpu' is not usable here"),
+], ids=["dtype-as-string", "integer-dtype", "unknown-device"])  # fmt: skip
+def test_load_whisper_refuses_a_dtype_or_device_it_cannot_load_in(arguments, message, single):
+    with pytest.raises(DistilWhisperError, match=re.escape(message)) as error:
+        load_whisper(single, **arguments)
+    assert "\n" not in str(error.value)
