@@ -7,6 +7,7 @@ reads them as it goes, so its memory does not grow with the length of the file.
 import io
 import itertools
 import math
+import numbers
 import os
 import shutil
 import struct
@@ -15,13 +16,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DistilWhisperError
+from .errors import DistilWhisperError, first_line
 
 # hard-coded audio hyperparameters of every Whisper model
 SAMPLE_RATE = 16000
@@ -33,7 +34,10 @@ N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 frames in a mel spectrogram input
 
 # WAVE format tags; EXTENSIBLE keeps the real tag in the first two bytes of its SubFormat GUID
 _WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
-_MIN_RATE, _MAX_RATE = 1000, 384000  # sample rates the built-in resampler takes
+# Sample rates taken in and given out. Below 1 kHz is no recording of speech (telephones use 8 kHz) and each input
+# sample would become dozens of output ones; 384 kHz is the highest rate audio hardware records. Beyond either,
+# decoders' blocks and the resampler's filters grow without bound (10**9 Hz would ask ffmpeg for 20 GB blocks).
+_MIN_RATE, _MAX_RATE = 1000, 384000
 _OTHER_DECODERS = "ffmpeg on PATH or PyAV (pip install 'distilwhisper[audio]')"
 # Decoders hand samples on about this many seconds at a time: a long-form chunk's worth, few enough calls.
 _BLOCK_SECONDS = 10.0
@@ -43,6 +47,10 @@ _ZEROS = 32  # sinc zero crossings each side: flat to 3.4 kHz even from 8 kHz te
 # (a phase table, or one block's per-output taps: 4 MB), and this many outputs per convolution (its workspace
 # grows with its output; blocks this big keep it as fast as one call over the whole file).
 _MAX_TAPS, _BLOCK_OUTPUTS = 1 << 20, 1 << 16
+
+# Whisper models read 80 or 128 mel bands. From 150 bands up, some bands' filters fall between the FFT's 201
+# frequency bins and are all zeros (librosa and transformers warn of it): those counts are refused.
+_MAX_MELS = 149
 
 
 @dataclass
@@ -83,8 +91,14 @@ def stream_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, name: 
     name = name or path
     if os.path.isdir(path):
         raise DistilWhisperError(f"{name} is a directory, not an audio file")
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise DistilWhisperError(f"audio file not found: {name}")
+    if not os.path.isfile(path):
+        # A device or a pipe may never end (/dev/zero, a FIFO nobody writes to) and has no size to check;
+        # the CLI copies standard input ("-") into a file first.
+        raise DistilWhisperError(
+            f"{name} is not a regular file (a device, pipe or socket): pass a file's path, or its bytes to decode_audio"
+        )
     if os.path.getsize(path) == 0:
         raise DistilWhisperError(f"{name} is empty: no bytes to decode")
     return _decode(path, name, sample_rate)
@@ -133,6 +147,7 @@ def resample(audio: np.ndarray, orig_rate: int, name: str) -> np.ndarray:
 
 def _decode(source: str | bytes | bytearray, name: str, sample_rate: int) -> Iterator[np.ndarray]:
     """A path (str) or a file's bytes, through the first decoder there is: ffmpeg, PyAV, the built-in WAV reader."""
+    _check_rate(sample_rate, "sample_rate")  # now, not at the first block: a wild rate makes a decoder hang
     if shutil.which("ffmpeg"):
         blocks = _stream_ffmpeg(source, name, sample_rate)
     elif (av := _pyav()) is not None:
@@ -163,6 +178,8 @@ def _stream_ffmpeg(source: str | bytes | bytearray, name: str, sample_rate: int)
                 f.write(source)
             yield from _stream_ffmpeg(path, name, sample_rate)
         return
+    if (rate := _wav_rate(source)) is not None:
+        _check_rate(rate, f"could not decode {name}")  # as the built-in reader does: 8 Hz would give hours of samples
     # ffmpeg downmixes and resamples too; 16-bit output is all the precision Whisper needs.
     cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", source,
            "-f", "s16le", "-ac", "1", "-acodec", "pcm_s16le", "-ar", str(sample_rate), "-"]  # fmt: skip
@@ -183,6 +200,15 @@ def _stream_ffmpeg(source: str | bytes | bytearray, name: str, sample_rate: int)
             raise DistilWhisperError(f"could not decode {name} with ffmpeg: {lines[-1].removeprefix(f'{source}: ')}")
 
 
+def _wav_rate(path: str) -> int | None:
+    """The sample rate in a WAV file's header; None for other files, whose rate only decoding tells."""
+    try:
+        with open(path, "rb") as f:
+            return _wav_header(f, path).rate
+    except (OSError, DistilWhisperError):
+        return None
+
+
 def _pyav():
     """The `av` module (PyAV: FFmpeg's libraries in a wheel) when it is installed, else None."""
     try:
@@ -200,6 +226,7 @@ def _stream_pyav(av, source: str | bytes | bytearray, name: str, sample_rate: in
         with av.open(source if isinstance(source, str) else io.BytesIO(source), metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise DistilWhisperError(f"could not decode {name} with PyAV: it has no audio stream")
+            _check_rate(container.streams.audio[0].rate, f"could not decode {name}")  # as for ffmpeg
             frames = itertools.chain(container.decode(container.streams.audio[0]), [None])  # None flushes the resampler
             for frame in frames:  # frames are a few ms each: hand them on gathered into blocks
                 pending += [out.to_ndarray().tobytes() for out in resampler.resample(frame)]
@@ -247,11 +274,18 @@ def _wav_header(f: BinaryIO, name: str) -> _WavHeader:
         pos += 8 + size + size % 2  # chunks are padded to an even length
     if fmt is None or data is None or len(fmt) < 16:
         raise DistilWhisperError(f"could not decode {name}: corrupt WAV file (missing fmt or data chunk)")
-    tag, channels, rate, _, block_align, _ = struct.unpack_from("<HHIIHH", fmt)
+    tag, channels, rate, _, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
     if tag == _WAVE_EXTENSIBLE and len(fmt) >= 26:
         tag = struct.unpack_from("<H", fmt, 24)[0]
     if channels == 0 or rate == 0:
         raise DistilWhisperError(f"could not decode {name}: corrupt WAV file ({channels} channels at {rate} Hz)")
+    # Frames are read block_align bytes at a time: a header whose sample size says otherwise would be misread.
+    # A sample fills whole bytes (20-bit audio lives in 3).
+    if block_align != channels * ((bits + 7) // 8):
+        raise DistilWhisperError(
+            f"could not decode {name}: corrupt WAV file "
+            f"({block_align}-byte frames cannot hold {channels} x {bits}-bit samples)"
+        )
     return _WavHeader(tag, channels, rate, block_align, *data)
 
 
@@ -302,9 +336,10 @@ def _wav_samples(data: bytes, tag: int, width: int, channels: int, block_align: 
 
 
 def _check_rate(rate: int, context: str) -> None:
-    if not _MIN_RATE <= rate <= _MAX_RATE:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral) or not _MIN_RATE <= rate <= _MAX_RATE:
         raise DistilWhisperError(
-            f"{context}: unsupported sample rate {rate} Hz (the built-in resampler takes {_MIN_RATE} to {_MAX_RATE} Hz)"
+            f"{context}: unsupported sample rate {rate!r} Hz "
+            f"(expected a whole number from {_MIN_RATE} to {_MAX_RATE} Hz)"
         )
 
 
@@ -391,8 +426,17 @@ def _windowed_sinc(offsets: torch.Tensor, cutoff: float) -> torch.Tensor:
     return window.mul_(torch.sinc(t)).mul_(cutoff).float()
 
 
-def pad_or_trim(audio: torch.Tensor | np.ndarray, length: int = N_SAMPLES, axis: int = -1):
+_Samples = TypeVar("_Samples", torch.Tensor, np.ndarray)  # pad_or_trim gives back the type it is given
+
+
+def pad_or_trim(audio: _Samples, length: int = N_SAMPLES, axis: int = -1) -> _Samples:
     """Zero-pad or cut `audio` along `axis` to exactly `length` samples, as the encoder expects."""
+    if not isinstance(audio, (np.ndarray, torch.Tensor)):
+        raise DistilWhisperError(f"pad_or_trim expects a numpy array or torch tensor, got {type(audio).__name__}")
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 0:
+        raise DistilWhisperError(f"pad_or_trim: length must be a whole number of samples, 0 or more, got {length!r}")
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -audio.ndim <= axis < audio.ndim:
+        raise DistilWhisperError(f"pad_or_trim: axis {axis!r} does not exist in audio of shape {tuple(audio.shape)}")
     size = audio.shape[axis]
     if size > length:
         if torch.is_tensor(audio):
@@ -411,6 +455,10 @@ def pad_or_trim(audio: torch.Tensor | np.ndarray, length: int = N_SAMPLES, axis:
 def mel_filters(n_mels: int, device=None) -> torch.Tensor:
     """The (n_mels, N_FFT // 2 + 1) triangular filterbank of librosa.filters.mel(sr=16000, n_fft=400):
     Slaney's mel scale and Slaney's area normalization over 0..8000 Hz."""
+    if isinstance(n_mels, bool) or not isinstance(n_mels, numbers.Integral) or not 1 <= n_mels <= _MAX_MELS:
+        raise DistilWhisperError(
+            f"n_mels must be a whole number from 1 to {_MAX_MELS} (Whisper models use 80 or 128), got {n_mels!r}"
+        )
     # Slaney's mel scale is linear (3 mels per 200 Hz) below 1 kHz and logarithmic above.
     log_step = np.log(6.4) / 27.0
     top_mel = 15.0 + np.log(SAMPLE_RATE / 2 / 1000.0) / log_step
@@ -433,20 +481,39 @@ def log_mel_spectrogram(audio: torch.Tensor | np.ndarray, n_mels: int = 80, devi
     Returns float32 (n_mels, frames) or (batch, n_mels, frames) on `device` (default: the input's).
     Pad with pad_or_trim first: the encoder expects N_SAMPLES samples, i.e. N_FRAMES frames.
     """
-    audio = torch.as_tensor(audio).to(device=device, dtype=torch.float32)
-    if audio.ndim not in (1, 2) or audio.shape[-1] <= N_FFT // 2:
+    if isinstance(audio, np.ndarray) and audio.dtype.kind in "fiu":
+        # torch refuses byte-swapped and negatively strided arrays, which transcribe takes: copy those, as it does.
+        audio = torch.from_numpy(np.require(audio, audio.dtype.newbyteorder("="), ["C", "W"]))
+    if not isinstance(audio, torch.Tensor) or audio.is_complex() or audio.dtype == torch.bool:
+        got = f"{type(audio).__name__} of {audio.dtype}" if hasattr(audio, "dtype") else type(audio).__name__
         raise DistilWhisperError(
-            f"expected audio of shape (samples,) or (batch, samples) with more than {N_FFT // 2} samples, "
-            f"got {tuple(audio.shape)}"
+            f"log_mel_spectrogram expects real samples as a numpy array or torch tensor, got {got}"
         )
-    if not torch.isfinite(audio).all():
-        raise DistilWhisperError("audio passed to log_mel_spectrogram contains NaN or infinite samples")
+    try:
+        audio = audio.to(device=device, dtype=torch.float32)
+    except (RuntimeError, TypeError, AssertionError) as e:  # an unknown device, or one not here (CUDA asserts)
+        raise DistilWhisperError(f"log_mel_spectrogram cannot use device {device!r}: {first_line(e)}") from None
+    if audio.ndim not in (1, 2) or audio.shape[-1] <= N_FFT // 2 or audio.shape[0] == 0:
+        raise DistilWhisperError(
+            f"expected audio of shape (samples,) or (batch, samples) with a batch of at least one and more than "
+            f"{N_FFT // 2} samples, got {tuple(audio.shape)}"
+        )
+    filters = mel_filters(n_mels, audio.device)
+    finite = torch.isfinite(audio).all()  # read with the result's check below: one host sync per call
     window = torch.hann_window(N_FFT, device=audio.device)
     stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, return_complex=True)
     # Whisper drops the last frame, so N_SAMPLES samples give exactly N_FRAMES frames.
     power = stft[..., :-1].abs() ** 2
-    log_spec = (mel_filters(n_mels, audio.device) @ power).clamp(min=1e-10).log10()
-    # Keep 80 dB below each example's own peak, then scale to roughly [-1, 1].
+    log_spec = (filters @ power).clamp(min=1e-10).log10()
     peak = log_spec.amax(dim=(-2, -1), keepdim=True)
+    # Finite samples from about 1e17 up overflow float32's power to inf (or NaN): the peak shows it if any bin does.
+    if not (finite & torch.isfinite(peak).all()):
+        if not finite:
+            raise DistilWhisperError("audio passed to log_mel_spectrogram contains NaN or infinite samples")
+        raise DistilWhisperError(
+            "audio passed to log_mel_spectrogram is too loud: its power overflows float32 "
+            "(samples should lie in [-1, 1])"
+        )
+    # Keep 80 dB below each example's own peak, then scale to roughly [-1, 1].
     log_spec = torch.maximum(log_spec, peak - 8.0)
     return (log_spec + 4.0) / 4.0

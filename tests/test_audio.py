@@ -1,11 +1,15 @@
 """distilwhisper.audio against transformers' WhisperFeatureExtractor (the feature oracle) and ffmpeg (the decoder)."""
 
 import math
+import os
+import re
 import resource
 import struct
 import subprocess
+import sys
 import time
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +17,8 @@ import torch
 from conftest import AUDIO_DIR, needs_ffmpeg, needs_shared, read_manifest, use_decoder
 from transformers import WhisperFeatureExtractor
 
-from distilwhisper.audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim
+from distilwhisper.audio import (N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim,
+                                 stream_audio)
 from distilwhisper.errors import DistilWhisperError
 
 # Measured on the shared speech: our float32 features equal the extractor's (torch) output exactly on CPU (max abs
@@ -277,9 +282,20 @@ def _no_samples(tmp_path):
     return tmp_path / "empty.wav"
 
 
+def _fifo(tmp_path):
+    os.mkfifo(tmp_path / "pipe.wav")
+    return tmp_path / "pipe.wav"
+
+
+def _device(tmp_path):
+    return Path("/dev/null")
+
+
 BAD_FILES = {  # name -> (make the file in tmp_path, what the message says, whichever decoder ran)
     "missing": (_missing, "not found"),
     "directory": (_directory, "directory"),
+    "fifo": (_fifo, "not a regular file"),
+    "device": (_device, "not a regular file"),
     "text-as-wav": (_text_file, "could not decode"),
     "truncated-wav": (_truncated_wav, "could not decode"),
     "no-samples": (_no_samples, "no audio samples"),
@@ -300,13 +316,58 @@ def test_builtin_reader_says_other_formats_need_ffmpeg(builtin_reader, tmp_path)
         load_audio(_text_file(tmp_path))
 
 
-@pytest.mark.parametrize("rate", [500, 999, 384001, 2**31 - 1])
-def test_builtin_reader_refuses_sample_rates_outside_1_to_384_khz(builtin_reader, tmp_path, rate):
+# ffmpeg and PyAV would resample any rate: 8 Hz turned a 350 KB file into 22,000 s of samples.
+@pytest.mark.parametrize("rate", [8, 500, 999, 384001, 2**31 - 1])
+def test_every_decoder_refuses_wav_sample_rates_outside_1_to_384_khz(decoder, tmp_path, rate):
     path = write_pcm16(tmp_path / "odd-rate.wav", tone(1000, seconds=0.1), rate)
     with pytest.raises(DistilWhisperError, match=f"unsupported sample rate {rate} Hz") as error:
         load_audio(path)
     message = str(error.value)
     assert str(path) in message and "1000 to 384000 Hz" in message and "\n" not in message
+
+
+def test_builtin_reader_refuses_a_header_whose_frames_cannot_hold_its_samples(builtin_reader, tmp_path):
+    data = bytearray(wav_bytes(tone(SAMPLE_RATE, seconds=0.1).tobytes(), tag=PCM, width=2))
+    struct.pack_into("<H", data, 32, 1)  # block_align: 1-byte frames, where a 16-bit sample needs 2
+    path = tmp_path / "misaligned.wav"
+    path.write_bytes(data)
+    with pytest.raises(DistilWhisperError, match=r"corrupt WAV file \(1-byte frames cannot hold 1 x 16-bit samples\)"):
+        load_audio(path)
+
+
+@pytest.mark.parametrize("rate", [0, -1, 999, 384001, 10**9, 16000.0, "16000"])
+def test_output_sample_rates_outside_1_to_384_khz_are_refused_before_decoding(decoder, tmp_path, rate):
+    path = write_pcm16(tmp_path / "tone.wav", tone(SAMPLE_RATE, seconds=0.1), SAMPLE_RATE)
+    # stream_audio decodes nothing until a block is asked for, so this also shows the check comes before decoding.
+    with pytest.raises(DistilWhisperError, match=re.escape(f"sample_rate: unsupported sample rate {rate!r} Hz")):
+        stream_audio(path, sample_rate=rate)
+
+
+WILD_RATE_SCRIPT = """
+import sys
+from distilwhisper.audio import decode_audio, load_audio
+from distilwhisper.errors import DistilWhisperError
+
+path = sys.argv[1]
+for rate in (0, 10**9):
+    for call in (lambda: load_audio(path, rate), lambda: decode_audio(open(path, "rb").read(), sample_rate=rate)):
+        try:
+            call()
+        except DistilWhisperError as e:
+            print(e)
+"""
+
+
+@needs_ffmpeg
+def test_load_audio_and_decode_audio_refuse_wild_sample_rates_instead_of_hanging(tmp_path):
+    # 5 s is more than a pipe holds (64 KB): ffmpeg asked for 0 Hz blocked forever on its full pipe.
+    path = write_pcm16(tmp_path / "tone.wav", tone(SAMPLE_RATE, seconds=5.0), SAMPLE_RATE)
+    cmd = [sys.executable, "-c", WILD_RATE_SCRIPT, str(path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=Path(__file__).parents[1])
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"sample_rate: unsupported sample rate {rate} Hz (expected a whole number "
+                                          f"from 1000 to 384000 Hz)" for rate in (0, 0, 10**9, 10**9)]
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -321,6 +382,70 @@ def test_non_finite_samples_raise(bad):
 def test_audio_too_short_for_the_stft_or_of_the_wrong_rank_raises(shape):
     with pytest.raises(DistilWhisperError, match="expected audio of shape"):
         log_mel_spectrogram(np.zeros(shape, np.float32))
+
+
+without_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+BAD_FEATURE_INPUTS = {  # name -> (samples, log_mel_spectrogram's other arguments, what the message says)
+    "none": (None, {}, "numpy array or torch tensor, got NoneType"),
+    "complex": (np.ones(1000, np.complex64), {}, "real samples .* got ndarray of complex64"),
+    "empty-batch": (np.zeros((0, 1000), np.float32), {}, r"expected audio of shape .*, got \(0, 1000\)"),
+    "no-mels": (np.zeros(1000, np.float32), {"n_mels": 0}, "n_mels must be a whole number from 1 to 149"),
+    "negative-mels": (np.zeros(1000, np.float32), {"n_mels": -1}, "n_mels must be a whole number from 1 to 149"),
+    "empty-mel-filters": (np.zeros(1000, np.float32), {"n_mels": 150}, "n_mels must be a whole number from 1 to 149"),
+    "unknown-device": (np.zeros(1000, np.float32), {"device": "tpu"}, "cannot use device 'tpu'"),
+}
+
+
+@pytest.mark.parametrize("samples, kwargs, says", [
+    *BAD_FEATURE_INPUTS.values(),
+    pytest.param(np.zeros(1000, np.float32), {"device": "cuda"}, "cannot use device 'cuda'", marks=without_cuda),
+], ids=[*BAD_FEATURE_INPUTS, "cuda-absent"])  # fmt: skip
+def test_bad_log_mel_inputs_raise_one_line_errors(samples, kwargs, says):
+    with pytest.raises(DistilWhisperError, match=says) as error:
+        log_mel_spectrogram(samples, **kwargs)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("layout", ["reversed", "big-endian"])
+def test_log_mel_takes_reversed_and_big_endian_arrays_as_transcribe_does(layout):
+    samples = (0.1 * np.random.default_rng(3).standard_normal(SAMPLE_RATE)).astype(np.float32)
+    native = samples[::-1].copy() if layout == "reversed" else samples
+    array = samples[::-1] if layout == "reversed" else samples.astype(">f4")
+
+    torch.testing.assert_close(log_mel_spectrogram(array), log_mel_spectrogram(native), rtol=0, atol=0)
+
+
+JFK = AUDIO_DIR / "short" / "jfk_inaugural_11s.wav"
+
+
+@pytest.mark.parametrize("make_samples", [
+    pytest.param(lambda: load_audio(JFK) * 1e18, marks=needs_shared, id="speech-x1e18"),
+    pytest.param(lambda: np.random.default_rng(4).standard_normal(SAMPLE_RATE) * 1e30, id="noise-x1e30"),
+])  # fmt: skip
+def test_finite_samples_too_loud_for_float32_power_raise_instead_of_giving_inf(make_samples):
+    says = "too loud: its power overflows float32 (samples should lie in [-1, 1])"
+    with pytest.raises(DistilWhisperError, match=re.escape(says)):
+        log_mel_spectrogram(pad_or_trim(make_samples()))
+
+
+BAD_PAD_OR_TRIM = {  # name -> (audio, length, axis, what the message says)
+    "list": ([0.0, 1.0], N_SAMPLES, -1, "expects a numpy array or torch tensor, got list"),
+    "none": (None, N_SAMPLES, -1, "expects a numpy array or torch tensor, got NoneType"),
+    "path": ("speech.wav", N_SAMPLES, -1, "expects a numpy array or torch tensor, got str"),
+    "0-d-array": (np.array(0.5), N_SAMPLES, -1, r"axis -1 does not exist in audio of shape \(\)"),
+    "axis-5": (np.zeros(3), N_SAMPLES, 5, r"axis 5 does not exist in audio of shape \(3,\)"),
+    "negative-length-tensor": (torch.zeros(3), -1, -1, "length must be a whole number of samples, 0 or more, got -1"),
+    "negative-length-array": (np.zeros(3), -1, -1, "length must be a whole number of samples, 0 or more, got -1"),
+}
+
+
+@pytest.mark.parametrize("audio, length, axis, says", BAD_PAD_OR_TRIM.values(), ids=BAD_PAD_OR_TRIM.keys())
+def test_bad_pad_or_trim_arguments_raise_one_line_errors(audio, length, axis, says):
+    with pytest.raises(DistilWhisperError, match=says) as error:
+        pad_or_trim(audio, length, axis)
+    assert "\n" not in str(error.value)
 
 
 def test_silence_is_not_an_error_and_matches_whisper_feature_extractor(decoder, tmp_path):
