@@ -160,6 +160,22 @@ def test_progress_without_a_known_length_counts_alone(tiny_model):
     assert result == tiny_model.transcribe(samples, max_new_tokens=2, batch_size=3)
 
 
+def test_a_header_claiming_years_is_reckoned_not_listed(tiny_model):
+    """A corrupt header can claim any duration: the progress total is reckoned from it, never listed chunk by
+    chunk (which, for an MP3 claiming five years, took 28 s and 3.7 GB before the first chunk was decoded)."""
+    samples = synthetic_speech(LENGTHS["exactly four steps (40 s)"], seed=2)
+    stream = AudioStream("claims five years", iter(np.array_split(samples, 7)), duration=154_618_822.0)
+    calls = []
+    tracemalloc.start()
+    try:
+        tiny_model.transcribe(stream, max_new_tokens=2, batch_size=3, progress=lambda *a: calls.append(a))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert calls == [(0, 15_461_882, 0.0), (3, 15_461_882, 35.0), (4, 15_461_882, 40.0)]
+    assert peak < 50e6, f"{peak / 1e6:.0f} MB"
+
+
 def test_short_inputs_report_no_progress(tiny_model):
     calls = []
     tiny_model.transcribe(synthetic_speech(20 * SAMPLE_RATE, 1), max_new_tokens=2, progress=lambda *a: calls.append(a))
