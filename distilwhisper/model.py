@@ -16,20 +16,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-# The config.json fields ModelDims.from_config reads as sizes: each a positive integer.
-CONFIG_SIZES = (
-    "num_mel_bins",
-    "max_source_positions",
-    "max_target_positions",
-    "vocab_size",
-    "d_model",
-    "encoder_layers",
-    "encoder_attention_heads",
-    "encoder_ffn_dim",
-    "decoder_layers",
-    "decoder_attention_heads",
-    "decoder_ffn_dim",
-)
+# Each size of ModelDims and the config.json field it is read from: a positive integer.
+CONFIG_SIZES = {
+    "n_mels": "num_mel_bins",
+    "n_audio_ctx": "max_source_positions",
+    "n_text_ctx": "max_target_positions",
+    "n_vocab": "vocab_size",
+    "d_model": "d_model",
+    "encoder_layers": "encoder_layers",
+    "encoder_heads": "encoder_attention_heads",
+    "encoder_ffn": "encoder_ffn_dim",
+    "decoder_layers": "decoder_layers",
+    "decoder_heads": "decoder_attention_heads",
+    "decoder_ffn": "decoder_ffn_dim",
+}
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class ModelDims:
     def from_config(cls, config: dict) -> "ModelDims":
         """The dims of a Hugging Face WhisperConfig (config.json as a dict); a missing field raises KeyError,
         a field of the wrong type TypeError, sizes that cannot build a network ValueError (each naming the field)."""
-        for key in CONFIG_SIZES:
+        for key in CONFIG_SIZES.values():
             value = config[key]
             # bool is an int subclass in Python, but `true` is no size.
             if isinstance(value, bool) or not isinstance(value, int):
@@ -71,20 +71,8 @@ class ModelDims:
                 raise ValueError(f"d_model ({config['d_model']}) is not divisible by {heads} ({config[heads]})")
         if not isinstance(config.get("tie_word_embeddings", True), bool):
             raise TypeError(f"tie_word_embeddings must be true or false, got {config['tie_word_embeddings']!r}")
-        return cls(
-            n_mels=config["num_mel_bins"],
-            n_audio_ctx=config["max_source_positions"],
-            n_text_ctx=config["max_target_positions"],
-            n_vocab=config["vocab_size"],
-            d_model=config["d_model"],
-            encoder_layers=config["encoder_layers"],
-            encoder_heads=config["encoder_attention_heads"],
-            encoder_ffn=config["encoder_ffn_dim"],
-            decoder_layers=config["decoder_layers"],
-            decoder_heads=config["decoder_attention_heads"],
-            decoder_ffn=config["decoder_ffn_dim"],
-            tie_word_embeddings=config.get("tie_word_embeddings", True),
-        )
+        sizes = {field: config[key] for field, key in CONFIG_SIZES.items()}
+        return cls(**sizes, tie_word_embeddings=config.get("tie_word_embeddings", True))
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:
