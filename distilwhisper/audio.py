@@ -7,7 +7,6 @@ reads them as it goes, so its memory does not grow with the length of the file.
 import io
 import itertools
 import math
-import numbers
 import os
 import shutil
 import struct
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DistilWhisperError, first_line
+from .errors import DistilWhisperError, first_line, is_whole_number
 
 # hard-coded audio hyperparameters of every Whisper model
 SAMPLE_RATE = 16000
@@ -336,7 +335,7 @@ def _wav_samples(data: bytes, tag: int, width: int, channels: int, block_align: 
 
 
 def _check_rate(rate: int, context: str) -> None:
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral) or not _MIN_RATE <= rate <= _MAX_RATE:
+    if not is_whole_number(rate) or not _MIN_RATE <= rate <= _MAX_RATE:
         raise DistilWhisperError(
             f"{context}: unsupported sample rate {rate!r} Hz "
             f"(expected a whole number from {_MIN_RATE} to {_MAX_RATE} Hz)"
@@ -433,9 +432,9 @@ def pad_or_trim(audio: _Samples, length: int = N_SAMPLES, axis: int = -1) -> _Sa
     """Zero-pad or cut `audio` along `axis` to exactly `length` samples, as the encoder expects."""
     if not isinstance(audio, (np.ndarray, torch.Tensor)):
         raise DistilWhisperError(f"pad_or_trim expects a numpy array or torch tensor, got {type(audio).__name__}")
-    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 0:
+    if not is_whole_number(length) or length < 0:
         raise DistilWhisperError(f"pad_or_trim: length must be a whole number of samples, 0 or more, got {length!r}")
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -audio.ndim <= axis < audio.ndim:
+    if not is_whole_number(axis) or not -audio.ndim <= axis < audio.ndim:
         raise DistilWhisperError(f"pad_or_trim: axis {axis!r} does not exist in audio of shape {tuple(audio.shape)}")
     size = audio.shape[axis]
     if size > length:
@@ -455,7 +454,7 @@ def pad_or_trim(audio: _Samples, length: int = N_SAMPLES, axis: int = -1) -> _Sa
 def mel_filters(n_mels: int, device=None) -> torch.Tensor:
     """The (n_mels, N_FFT // 2 + 1) triangular filterbank of librosa.filters.mel(sr=16000, n_fft=400):
     Slaney's mel scale and Slaney's area normalization over 0..8000 Hz."""
-    if isinstance(n_mels, bool) or not isinstance(n_mels, numbers.Integral) or not 1 <= n_mels <= _MAX_MELS:
+    if not is_whole_number(n_mels) or not 1 <= n_mels <= _MAX_MELS:
         raise DistilWhisperError(
             f"n_mels must be a whole number from 1 to {_MAX_MELS} (Whisper models use 80 or 128), got {n_mels!r}"
         )

@@ -1,4 +1,8 @@
-"""The one exception type users see: its message is a complete, one-line explanation."""
+"""The one exception type users see: its message is a complete, one-line explanation. And the one test of a count
+that the checks raising it share."""
+
+import numbers
+from typing import TypeGuard
 
 
 class DistilWhisperError(Exception):
@@ -9,3 +13,8 @@ def first_line(error: BaseException) -> str:
     """The first line of another library's exception message ("" when it has none), for one-line errors."""
     message = str(error).strip()
     return message.splitlines()[0] if message else ""
+
+
+def is_whole_number(value: object) -> TypeGuard[int]:
+    """An integer of any kind (numpy's too), but not a bool: Python makes True an int, yet `true` is no count."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -21,7 +21,7 @@ from .audio import (N_SAMPLES, SAMPLE_RATE, AudioStream, audio_duration, decode_
 from .compiled import Steps, compiled_steps, eager_steps
 from .decoding import (DecodingResult, SuppressAtBegin, SuppressTokens, TimestampRules, decode_in_passes, detect_language,
                        greedy_decode)
-from .errors import DistilWhisperError, first_line
+from .errors import DistilWhisperError, first_line, is_whole_number
 from .languages import language_code
 from .longform import (
     DEFAULT_CHUNK_LENGTH, Chunk, chunk_samples, stitch, stitch_with_timestamps, transcribe_long,
@@ -155,7 +155,7 @@ def dict_samples(audio: Mapping, name: str) -> torch.Tensor:
     array, rate = audio[keys[0]], audio["sampling_rate"]
     if not isinstance(array, (np.ndarray, torch.Tensor)):
         raise DistilWhisperError(f"{name}: '{keys[0]}' must be a numpy array or a torch tensor, got a {type(array).__name__}")
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral):
+    if not is_whole_number(rate):
         raise DistilWhisperError(f"{name}: 'sampling_rate' must be a whole number of Hz, got {rate!r}")
     # (channels, samples), as datasets and the pipeline give multichannel audio; at most 2 rows, so that a
     # (samples, channels) array is refused rather than averaged along the wrong axis.
@@ -466,7 +466,7 @@ def check_option_types(
         if text is not None and not isinstance(text, str):
             raise DistilWhisperError(f"{name} must be a string, got {text!r}")
     for name, count in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
-        if count is not None and (isinstance(count, bool) or not isinstance(count, numbers.Integral)):
+        if count is not None and not is_whole_number(count):
             raise DistilWhisperError(f"{name} must be a whole number, got {count!r}")
     threshold = no_speech_threshold
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or threshold != threshold):

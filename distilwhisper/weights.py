@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .errors import DistilWhisperError, first_line
+from .errors import DistilWhisperError, first_line, is_whole_number
 from .model import Decoder, Encoder, ModelDims, Whisper
 
 # What a transcription needs from a hub repository; nothing else is downloaded.
@@ -179,7 +179,7 @@ def _check_generation_fields(config: dict, source: dict[str, Path], n_vocab: int
             raise DistilWhisperError(f"{source[key]}: {key} must be {what}, got {json.dumps(value):.60}")
 
     def check_ids(key: str, ids: list) -> None:
-        bad = [i for i in ids if not (_is_int(i) and 0 <= i < n_vocab)]
+        bad = [i for i in ids if not (is_whole_number(i) and 0 <= i < n_vocab)]
         if bad:
             raise DistilWhisperError(
                 f"{source[key]}: {key} holds {json.dumps(bad[0])}, not a token id (0 to {n_vocab - 1}: config.json's vocab_size)"
@@ -193,19 +193,15 @@ def _check_generation_fields(config: dict, source: dict[str, Path], n_vocab: int
     check("forced_decoder_ids", lambda v: isinstance(v, list) and all(map(_is_forced_pair, v)), "a list of [position, token id] pairs")
     # A null token leaves its position (the language, say) to the caller or to detection, as in transformers.
     check_ids("forced_decoder_ids", [token for _, token in config.get("forced_decoder_ids") or () if token is not None])
-    check("max_length", lambda v: _is_int(v) and v > 0, "a positive integer")
-    check("max_initial_timestamp_index", lambda v: _is_int(v) and v >= 0, "a non-negative integer or null")
+    check("max_length", lambda v: is_whole_number(v) and v > 0, "a positive integer")
+    check("max_initial_timestamp_index", lambda v: is_whole_number(v) and v >= 0, "a non-negative integer or null")
     check("language", lambda v: isinstance(v, str), "a string")
     check("task", lambda v: isinstance(v, str), "a string")
     check("is_multilingual", lambda v: isinstance(v, bool), "true or false")
 
 
 def _is_forced_pair(pair) -> bool:
-    return isinstance(pair, list) and len(pair) == 2 and _is_int(pair[0]) and pair[0] >= 0
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # bool is an int subclass; `true` is no number
+    return isinstance(pair, list) and len(pair) == 2 and is_whole_number(pair[0]) and pair[0] >= 0
 
 
 def checkpoint_files(model_dir: Path) -> list[Path]:
