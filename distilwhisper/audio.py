@@ -425,6 +425,12 @@ def _windowed_sinc(offsets: torch.Tensor, cutoff: float) -> torch.Tensor:
     return window.mul_(torch.sinc(t)).mul_(cutoff).float()
 
 
+def torch_ready(array: np.ndarray) -> np.ndarray:
+    """`array`, or a native-endian, contiguous, writable copy of it: torch refuses byte-swapped and negatively
+    strided arrays, and warns on read-only ones (what decoders and memory maps return)."""
+    return np.require(array, dtype=array.dtype.newbyteorder("="), requirements=["C", "W"])
+
+
 _Samples = TypeVar("_Samples", torch.Tensor, np.ndarray)  # pad_or_trim gives back the type it is given
 
 
@@ -481,8 +487,7 @@ def log_mel_spectrogram(audio: torch.Tensor | np.ndarray, n_mels: int = 80, devi
     Pad with pad_or_trim first: the encoder expects N_SAMPLES samples, i.e. N_FRAMES frames.
     """
     if isinstance(audio, np.ndarray) and audio.dtype.kind in "fiu":
-        # torch refuses byte-swapped and negatively strided arrays, which transcribe takes: copy those, as it does.
-        audio = torch.from_numpy(np.require(audio, audio.dtype.newbyteorder("="), ["C", "W"]))
+        audio = torch.from_numpy(torch_ready(audio))
     if not isinstance(audio, torch.Tensor) or audio.is_complex() or audio.dtype == torch.bool:
         got = f"{type(audio).__name__} of {audio.dtype}" if hasattr(audio, "dtype") else type(audio).__name__
         raise DistilWhisperError(

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .audio import (N_SAMPLES, SAMPLE_RATE, AudioStream, audio_duration, decode_audio, load_audio, log_mel_spectrogram,
-                    pad_or_trim, resample, stream_audio)
+                    pad_or_trim, resample, stream_audio, torch_ready)
 from .compiled import Steps, compiled_steps, eager_steps
 from .decoding import (DecodingResult, SuppressAtBegin, SuppressTokens, TimestampRules, decode_in_passes, detect_language,
                        greedy_decode)
@@ -171,9 +171,7 @@ def mono_samples(array: np.ndarray | torch.Tensor, name: str, expected: str, max
     if isinstance(array, np.ndarray):
         if array.dtype.kind not in "fiu":
             raise DistilWhisperError(f"{name}: expected {expected}, got an array of {array.dtype}")
-        # torch refuses byte-swapped and negatively strided arrays, and warns on read-only ones (what
-        # decoders and memory maps return): make a native, contiguous, writable copy of those.
-        array = np.require(array, dtype=array.dtype.newbyteorder("="), requirements=["C", "W"])
+        array = torch_ready(array)
     samples = torch.as_tensor(array)
     if samples.layout != torch.strided or samples.is_meta:  # sparse samples, or a tensor with no data
         raise DistilWhisperError(f"{name}: expected {expected}, got a {str(samples.layout).removeprefix('torch.')} "
