@@ -284,12 +284,26 @@ def faster_whisper_system(path, device, dtype, tokens: int):
     return run, None
 
 
+class PeakGpuMemory:
+    """The most GPU memory allocated from now on, beyond what is allocated now: one system's own, loading included."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            self.before = torch.cuda.memory_allocated(device)
+
+    def mib(self) -> float | None:
+        """None off CUDA."""
+        if self.device.type != "cuda":
+            return None
+        return (torch.cuda.max_memory_allocated(self.device) - self.before) / 2**20
+
+
 def time_system(name, path, device, dtype, samples, args, clock, ceilings) -> dict:
     """Load, one first call (compilation), then timed calls. The encoder column includes the log-mel features
     (both are per-window work); the decoder column is the rest of the latency over the tokens generated."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
+    peak = PeakGpuMemory(device)
     start = time.perf_counter()
     if name.startswith("ours"):
         run, encode = our_system(path, device, dtype, name == "ours compiled", args.tokens)
@@ -309,7 +323,7 @@ def time_system(name, path, device, dtype, samples, args, clock, ceilings) -> di
         "first_call_s": first_call_s, "latency_s": latency, "audio_s_per_s": audio_s / latency,
         "encoder_ms_per_window": encoder_s * 1e3 / batch if encoder_s else None,
         "decoder_us_per_step": (latency - encoder_s) * 1e6 / args.tokens if encoder_s else None,
-        "peak_gpu_mib": (torch.cuda.max_memory_allocated(device) - before) / 2**20 if device.type == "cuda" else None,
+        "peak_gpu_mib": peak.mib(),
         "rows": rows if name != "faster-whisper" else None,
     }  # fmt: skip
     if encoder_s:  # the same weights for every system: the same bytes and FLOPs
@@ -349,9 +363,7 @@ def long_form(path: Path, args, device: torch.device, clock: Clock, workdir: Pat
                                      batch=LONG_FORM_BATCH, max_new_tokens=args.tokens)  # fmt: skip
     rows = []
     for system in LONG_FORM_SYSTEMS:
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-            before = torch.cuda.memory_allocated(device)
+        peak = PeakGpuMemory(device)
         try:
             start = time.perf_counter()
             run = (transformers_engine(engine_args) if system == "transformers pipeline"
@@ -361,10 +373,9 @@ def long_form(path: Path, args, device: torch.device, clock: Clock, workdir: Pat
             text = run(audio)
             first_call_s = time.perf_counter() - start
             latency = clock.time(lambda: run(audio), args.runs)
-            peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20 if device.type == "cuda" else None
             rows.append({"system": system, "batch": LONG_FORM_BATCH, "audio_s": LONG_FORM_SECONDS, "load_s": load_s,
                          "first_call_s": first_call_s, "latency_s": latency, "audio_s_per_s": LONG_FORM_SECONDS / latency,
-                         "peak_gpu_mib": peak, "words": len(text.split()), "text": text})  # fmt: skip
+                         "peak_gpu_mib": peak.mib(), "words": len(text.split()), "text": text})  # fmt: skip
         except Exception as e:  # noqa: BLE001 - one system failing must not lose the others' numbers
             rows.append({"system": system, "error": error_line(e)})
         run = None  # this system's model, freed before the next one's peak memory is measured
