@@ -238,7 +238,7 @@ def erase_progress() -> None:
     print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
-def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argparse.Namespace, spool: str | None = None) -> int:
+def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argparse.Namespace, spool: str = "") -> int:
     """Transcribe the files that load, write or print each result; return how many files failed. Standard
     input, when it is one of them, is copied into the folder `spool` first.
 
@@ -343,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
     sources = args.audio if args.output_dir is None else drop_clashing_outputs(args.audio, args)
     batches = [sources[i : i + args.batch_size] for i in range(0, len(sources), args.batch_size)]
     with contextlib.ExitStack() as cleanup:
-        spool = None  # where standard input's copy goes, when it is an input
+        spool = ""  # where standard input's copy goes, when it is an input
         if STDIN in sources:
             try:
                 spool = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="distilwhisper-"))

@@ -102,6 +102,11 @@ class KVCache(nn.Module):
         self.register_buffer("k", self.full[0], persistent=False)
         self.register_buffer("v", self.full[1], persistent=False)
 
+    def fits(self, shape: tuple[int, int, int, int], dtype: torch.dtype, device: torch.device) -> bool:
+        """Whether its first rows can hold a cache of `shape`, dtype and device."""
+        full = self.full[0]
+        return full.shape[0] >= shape[0] and full.shape[1:] == shape[1:] and (full.dtype, full.device) == (dtype, device)
+
     def use(self, batch: int) -> None:
         """Make `k` and `v` the first `batch` rows."""
         if batch not in self.rows:
@@ -169,6 +174,7 @@ class DecoderLayer(nn.Module):
         self.cross_cache: KVCache | None = None
 
     def forward(self, x: Tensor, input_pos: Tensor, mask: Tensor) -> Tensor:
+        assert self.self_cache is not None and self.cross_cache is not None, "Decoder.forward checks setup_caches ran"
         h = self.self_attn_layer_norm(x)
         k, v = self.self_cache.update(input_pos, *self.self_attn.keys_values(h))
         in_use = mask.shape[-1]  # the cache positions the mask covers (Decoder.forward may leave out unwritten ones)
@@ -214,13 +220,15 @@ class Decoder(nn.Module):
         super().__init__()
         self.embed_tokens = nn.Embedding(dims.n_vocab, dims.d_model)
         self.embed_positions = nn.Embedding(dims.n_text_ctx, dims.d_model)
-        self.layers = nn.ModuleList(
+        # Annotated as the list of DecoderLayers it acts as: a ModuleList types its items as bare Modules.
+        self.layers: list[DecoderLayer] = nn.ModuleList(  # type: ignore[assignment]
             DecoderLayer(dims.d_model, dims.decoder_heads, dims.decoder_ffn) for _ in range(dims.decoder_layers)
         )
         self.layer_norm = nn.LayerNorm(dims.d_model)
         # Untied checkpoints keep their own output projection (the checkpoint's top-level proj_out.weight).
         self.proj_out = None if dims.tie_word_embeddings else nn.Linear(dims.d_model, dims.n_vocab, bias=False)
         self.n_text_ctx = dims.n_text_ctx
+        self.causal_mask: Tensor | None
         self.register_buffer("causal_mask", None, persistent=False)  # made with the caches, on their device
 
     def setup_caches(self, audio_features: Tensor, cross_from: "Decoder | None" = None, share_self: bool = False) -> None:
@@ -236,16 +244,13 @@ class Decoder(nn.Module):
         for i, layer in enumerate(self.layers):
             heads, head_dim = layer.self_attn.n_heads, self.embed_tokens.embedding_dim // layer.self_attn.n_heads
             if cross_from is not None and share_self:
-                layer.self_cache = cross_from.layers[i].self_cache
-            elif not _fits(layer.self_cache, batch, dtype, device):
-                layer.self_cache = KVCache(batch, heads, self.n_text_ctx, head_dim, dtype, device)
-            layer.self_cache.use(batch)
+                layer.self_cache = cross_from.layers[i].self_cache  # already set to this batch's rows
+            else:
+                layer.self_cache = _cache_for(layer.self_cache, (batch, heads, self.n_text_ctx, head_dim), dtype, device)
             if cross_from is not None:
                 layer.cross_cache = cross_from.layers[i].cross_cache
                 continue
-            if not _fits(layer.cross_cache, batch, dtype, device, audio_features.shape[1]):
-                layer.cross_cache = KVCache(batch, heads, audio_features.shape[1], head_dim, dtype, device)
-            layer.cross_cache.use(batch)
+            layer.cross_cache = _cache_for(layer.cross_cache, (batch, heads, audio_features.shape[1], head_dim), dtype, device)
             k, v = layer.encoder_attn.keys_values(audio_features)
             layer.cross_cache.k.copy_(k)
             layer.cross_cache.v.copy_(v)
@@ -257,6 +262,8 @@ class Decoder(nn.Module):
         Positions before `input_pos` must already be in the cache (earlier calls since `setup_caches`); the
         causal mask hides every later position, so what a row wrote there before (a rejected draft) is never read.
         """
+        if self.causal_mask is None:
+            raise RuntimeError("call decoder.setup_caches(audio_features) before decoding")
         x = self.embed_tokens(tokens) + self.embed_positions(input_pos)
         mask = self.causal_mask[input_pos]
         if input_pos.device.type == "cpu" and not torch.compiler.is_compiling():
@@ -273,17 +280,12 @@ class Decoder(nn.Module):
         return x @ self.embed_tokens.weight.T if self.proj_out is None else self.proj_out(x)
 
 
-def _fits(cache: KVCache | None, batch: int, dtype: torch.dtype, device, positions: int | None = None) -> bool:
-    """Whether `cache` can hold `batch` rows (its first rows) of this dtype on this device."""
-    if cache is None:
-        return False
-    full = cache.full[0]
-    return (
-        full.shape[0] >= batch
-        and full.dtype == dtype
-        and full.device == device
-        and (positions is None or full.shape[2] == positions)
-    )
+def _cache_for(cache: KVCache | None, shape: tuple[int, int, int, int], dtype: torch.dtype, device: torch.device) -> KVCache:
+    """`cache` set to its first `shape[0]` rows if it can hold them, else a new cache of `shape`."""
+    if cache is None or not cache.fits(shape, dtype, device):
+        cache = KVCache(*shape, dtype, device)
+    cache.use(shape[0])
+    return cache
 
 
 class Whisper(nn.Module):

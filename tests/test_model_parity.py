@@ -222,3 +222,10 @@ def test_forward_names_bad_input(case, small_model):
     with pytest.raises(error_type, match=message) as error:
         small_model(mel, tokens)
     assert "\n" not in str(error.value)
+
+
+def test_decoding_before_setup_caches_says_what_to_call(tmp_path):
+    """A decoder stepped before it has caches (a library user's first try) names the call it needs."""
+    model = load_whisper(save_random_whisper(tmp_path, seed=42, **TINY_CONFIGS["tiny-4x4"]))
+    with pytest.raises(RuntimeError, match=r"call decoder\.setup_caches\(audio_features\) before decoding"):
+        model.decoder(torch.tensor([[50258]]), torch.arange(1))
