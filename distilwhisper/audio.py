@@ -30,6 +30,9 @@ HOP_LENGTH = 160
 CHUNK_LENGTH = 30
 N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30-second chunk
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 frames in a mel spectrogram input
+# The loudest samples log_mel_spectrogram surely takes: a frame's power is at most (window sum x peak)^2 =
+# (200 x peak)^2, finite in float32 for peaks up to 9e16. Audio belongs in [-1, 1]; int32 scale is 2e9.
+LOUDEST_SAMPLE = 1e16
 
 # WAVE format tags; EXTENSIBLE keeps the real tag in the first two bytes of its SubFormat GUID
 _WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE

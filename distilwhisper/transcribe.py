@@ -6,6 +6,7 @@
 """
 
 import itertools
+import math
 import numbers
 import os
 import threading
@@ -16,8 +17,8 @@ from typing import Any, TypeGuard, overload
 import numpy as np
 import torch
 
-from .audio import (N_SAMPLES, SAMPLE_RATE, AudioStream, audio_duration, decode_audio, load_audio, log_mel_spectrogram,
-                    pad_or_trim, resample, stream_audio, torch_ready)
+from .audio import (LOUDEST_SAMPLE, N_SAMPLES, SAMPLE_RATE, AudioStream, audio_duration, decode_audio, load_audio,
+                    log_mel_spectrogram, pad_or_trim, resample, stream_audio, torch_ready)
 from .compiled import Steps, compiled_steps, eager_steps
 from .decoding import (DecodingResult, SuppressAtBegin, SuppressTokens, TimestampRules, decode_in_passes, detect_language,
                        greedy_decode)
@@ -76,8 +77,8 @@ def as_waveform(audio: AudioInput, name: str | None = None) -> torch.Tensor:
 
     A path or an audio file's bytes is decoded; a dict holds samples at any rate, as the transformers ASR
     pipeline and datasets' Audio feature pass them: {"array" (or "raw"): samples, "sampling_rate": Hz};
-    a bare array or tensor is 16 kHz samples. `name` stands for an input that is not a path in messages
-    (default: the dict's "path", else the input's type).
+    a bare array or tensor is 16 kHz samples. `name` stands for an input that is not a path (nor a dict with
+    a "path") in messages; by default the input's type.
     """
     if isinstance(audio, (str, os.PathLike)):
         name = str(audio)
@@ -86,7 +87,7 @@ def as_waveform(audio: AudioInput, name: str | None = None) -> torch.Tensor:
         name = name or "bytes input"
         samples = torch.from_numpy(decode_audio(audio, name))
     elif isinstance(audio, Mapping):
-        name = name or str(audio.get("path") or "dict input")
+        name = str(audio.get("path") or name or "dict input")
         samples = dict_samples(audio, name)
     elif isinstance(audio, (np.ndarray, torch.Tensor)):
         name = name or f"{type(audio).__name__} input"
@@ -98,9 +99,17 @@ def as_waveform(audio: AudioInput, name: str | None = None) -> torch.Tensor:
         )
     if samples.numel() == 0:
         raise DistilWhisperError(f"{name}: the audio is empty")
-    if not torch.isfinite(samples).all():
+    peak = float(samples.abs().max())  # NaN if any sample is
+    if not math.isfinite(peak):
         raise DistilWhisperError(f"{name}: the audio holds NaN or infinite samples")
+    if peak > LOUDEST_SAMPLE:  # the log-mel frontend would refuse the whole batch, not knowing which input
+        raise DistilWhisperError(f"{name}: the audio is far too loud (samples up to {peak:.3g}; they belong in [-1, 1])")
     return samples
+
+
+def list_item_name(item: AudioInput, place: int) -> str | None:
+    """An item of a list that is no file is named by its place, so that an error says which one it is."""
+    return None if isinstance(item, (str, os.PathLike, AudioStream)) else f"input {place} ({type(item).__name__})"
 
 
 def open_audio(audio: AudioInput, name: str | None = None) -> torch.Tensor | AudioStream:
@@ -125,7 +134,7 @@ def open_audio(audio: AudioInput, name: str | None = None) -> torch.Tensor | Aud
 
 def finite_blocks(blocks: Iterator[np.ndarray], name: str) -> Iterator[np.ndarray]:
     for block in blocks:
-        if not np.isfinite(block).all():  # float WAVs can hold them
+        if not np.isfinite(block).all():  # float WAVs can hold them (every decoder clips the rest to [-1, 1])
             raise DistilWhisperError(f"{name}: the audio holds NaN or infinite samples")
         yield block
 
@@ -366,7 +375,8 @@ class Transcriber:
         max_new_tokens = max_new_tokens or self.default_max_new_tokens(prompt)
         results = []
         for start in range(0, len(inputs), batch_size):
-            sources = [open_audio(a) for a in inputs[start : start + batch_size]]
+            sources = [open_audio(a, list_item_name(a, i) if isinstance(audio, list) else None)
+                       for i, a in enumerate(inputs[start : start + batch_size], start)]  # fmt: skip
             short = [s for s in sources if is_short(s)]
             windows: Iterator = iter([])
             if short:

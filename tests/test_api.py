@@ -70,6 +70,13 @@ def test_bad_audio_is_a_clear_error(model, audio, message):
         model.transcribe(audio)
 
 
+def test_an_input_too_loud_for_the_frontend_is_named_by_its_place_in_a_list(model):
+    """The log-mel frontend sees the whole batch; the input at fault is named before it runs."""
+    quiet = np.random.default_rng(5).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    with pytest.raises(DistilWhisperError, match=r"^input 1 \(ndarray\): the audio is far too loud \(samples up to 5e\+17;"):
+        model.transcribe([quiet, quiet * 1e18])
+
+
 @pytest.mark.parametrize(
     "options, message",
     [

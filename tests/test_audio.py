@@ -17,7 +17,7 @@ import torch
 from conftest import AUDIO_DIR, needs_ffmpeg, needs_shared, read_manifest, use_decoder
 from transformers import WhisperFeatureExtractor
 
-from distilwhisper.audio import (N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim,
+from distilwhisper.audio import (LOUDEST_SAMPLE, N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim,
                                  stream_audio)
 from distilwhisper.errors import DistilWhisperError
 
@@ -428,6 +428,17 @@ def test_finite_samples_too_loud_for_float32_power_raise_instead_of_giving_inf(m
     says = "too loud: its power overflows float32 (samples should lie in [-1, 1])"
     with pytest.raises(DistilWhisperError, match=re.escape(says)):
         log_mel_spectrogram(pad_or_trim(make_samples()))
+
+
+@pytest.mark.parametrize("waveform", [
+    lambda n: np.ones(n),  # all of a frame's power in one bin, the worst case for its sum
+    lambda n: (-1.0) ** np.arange(n),  # the same at the highest frequency
+    lambda n: np.random.default_rng(6).uniform(-1, 1, n),
+])  # fmt: skip
+def test_samples_up_to_the_loudest_transcribe_takes_keep_the_log_mel_finite(waveform):
+    """LOUDEST_SAMPLE, where transcribe refuses an input by name, is below where the frontend's power overflows."""
+    features = log_mel_spectrogram((waveform(N_SAMPLES) * LOUDEST_SAMPLE).astype(np.float32))
+    assert torch.isfinite(features).all()
 
 
 BAD_PAD_OR_TRIM = {  # name -> (audio, length, axis, what the message says)
