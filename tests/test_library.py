@@ -38,7 +38,7 @@ def test_a_long_list_in_batches_equals_one_by_one(tiny, monkeypatch):
     real_decode = tiny.decode_windows
     monkeypatch.setattr(tiny, "decode_windows", lambda waveforms, *rest: events.append(len(waveforms)) or real_decode(waveforms, *rest))
     real_read = distilwhisper.transcribe.open_audio
-    monkeypatch.setattr(distilwhisper.transcribe, "open_audio", lambda a: events.append("read") or real_read(a))
+    monkeypatch.setattr(distilwhisper.transcribe, "open_audio", lambda *args: events.append("read") or real_read(*args))
     batched = tiny.transcribe(files, max_new_tokens=12, no_speech_threshold=None, batch_size=5)
     # Batched GEMMs round differently in the last bits: tokens and text are equal, log-probabilities close.
     assert [(r.text, r.tokens, r.truncated) for r in batched] == [(r.text, r.tokens, r.truncated) for r in one_by_one]
