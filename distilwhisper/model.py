@@ -189,10 +189,12 @@ class Encoder(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv1d(dims.n_mels, dims.d_model, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(dims.d_model, dims.d_model, kernel_size=3, stride=2, padding=1)
-        # Fixed sinusoids, but checkpoints store them, so they load like any weight.
+        # Fixed sinusoids, but checkpoints store them, so they load like any weight. A network built on the meta
+        # device, to be loaded, has nothing to fill (and computing them there would import torch._dynamo, 0.8 s).
         self.embed_positions = nn.Embedding(dims.n_audio_ctx, dims.d_model)
-        with torch.no_grad():
-            self.embed_positions.weight.copy_(sinusoids(dims.n_audio_ctx, dims.d_model))
+        if not self.embed_positions.weight.is_meta:
+            with torch.no_grad():
+                self.embed_positions.weight.copy_(sinusoids(dims.n_audio_ctx, dims.d_model))
         self.layers = nn.ModuleList(
             EncoderLayer(dims.d_model, dims.encoder_heads, dims.encoder_ffn) for _ in range(dims.encoder_layers)
         )

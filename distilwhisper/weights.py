@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
+from torch.overrides import TorchFunctionMode
 
 from .errors import DistilWhisperError, first_line, is_whole_number
 from .model import Decoder, Encoder, ModelDims, Whisper
@@ -312,7 +313,7 @@ def load_whisper(
     dims = load_dims(model_dir)
     tensors = read_tensors(checkpoint_files(model_dir), dtype, device)
     dims = untie_if_needed(dims, tensors)
-    with torch.device("meta"):
+    with torch.device("meta"), WithoutInit():
         model = Whisper(dims)
     return _fill(model, tensors, model_dir)
 
@@ -327,7 +328,7 @@ def load_decoder(
     dims = load_dims(model_dir)
     tensors = read_tensors(checkpoint_files(model_dir), dtype, device, lambda name: not name.startswith(ENCODER))
     dims = untie_if_needed(dims, tensors)
-    with torch.device("meta"):
+    with torch.device("meta"), WithoutInit():
         decoder = Decoder(dims)
     return _fill(decoder, tensors, model_dir, DECODER)
 
@@ -343,6 +344,17 @@ def encoder_equals(model_dir: str | os.PathLike, encoder: Encoder) -> bool | Non
             return False
         seen += 1
     return None if seen == 0 else seen == len(ours)
+
+
+class WithoutInit(TorchFunctionMode):
+    """Modules built under it skip torch.nn.init's random init: their weights come from a checkpoint. On the meta
+    device that init computes nothing, but its first random op imports torch._dynamo, 0.8 s of every first load."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":  # each takes the tensor first and returns it
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
 
 
 def _fill(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path, prefix: str = ""):
@@ -369,7 +381,8 @@ def int8_decoder(decoder: Decoder) -> Decoder:
     draft = copy.deepcopy(decoder, memo={id(t): t for t in shared})
     if draft.proj_out is None:
         vocab, width = draft.embed_tokens.weight.shape
-        draft.proj_out = torch.nn.Linear(width, vocab, bias=False, device="meta")
+        with WithoutInit():
+            draft.proj_out = torch.nn.Linear(width, vocab, bias=False, device="meta")
         draft.proj_out.weight = draft.embed_tokens.weight
     # torch announces that torch.ao quantisation moves to torchao and its quantised tensors will go: nothing a
     # user can act on (bench/speculative.py shows whether this draft pays at all).

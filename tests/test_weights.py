@@ -3,6 +3,8 @@
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -354,3 +356,20 @@ def test_load_whisper_refuses_a_dtype_or_device_it_cannot_load_in(arguments, mes
     with pytest.raises(DistilWhisperError, match=re.escape(message)) as error:
         load_whisper(single, **arguments)
     assert "\n" not in str(error.value)
+
+
+def test_a_network_built_from_dims_has_the_sinusoid_positions_transformers_gives(single):
+    """Built off the meta device, the encoder fills its fixed positions itself (checkpoints store them too)."""
+    stored = load_file(single / "model.safetensors")["model.encoder.embed_positions.weight"]
+    built = Whisper(load_dims(single)).encoder.embed_positions.weight
+    torch.testing.assert_close(built, stored, rtol=0, atol=1e-6)
+
+
+def test_loading_imports_no_compiler(single):
+    """A first load in a fresh process stays clear of torch._dynamo (0.8 s to import): nothing random runs on the
+    meta device, where torch would import it."""
+    code = (
+        "import sys; from distilwhisper.weights import load_whisper; load_whisper(sys.argv[1]); "
+        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo imported'"
+    )
+    subprocess.run([sys.executable, "-c", code, str(single)], check=True, capture_output=True, text=True, timeout=120)
