@@ -215,6 +215,8 @@ def error_line(error: Exception) -> str:
 
 
 def release(device: torch.device) -> None:
+    # Compiled systems' graphs (and, on CUDA, their graph memory pools) live in dynamo's caches until reset.
+    torch._dynamo.reset()
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

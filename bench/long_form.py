@@ -147,16 +147,16 @@ def child(args) -> None:
         seconds = []
         for _ in range(args.runs):
             if cuda:
-                torch.cuda.synchronize()
+                torch.cuda.synchronize(args.device)
             start = time.perf_counter()
             text = run(path)
             if cuda:
-                torch.cuda.synchronize()
+                torch.cuda.synchronize(args.device)
             seconds.append(time.perf_counter() - start)
         files.append({"file": Path(path).name, "audio_s": audio_duration(path), "wall_s": statistics.median(seconds),
                       "words": len(text.split())})  # fmt: skip
     print(json.dumps({"engine": args.child, "batch_size": args.batch, "load_s": load_s, "peak_rss_mib": peak_rss_mib(),
-                      "cuda_max_allocated_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+                      "cuda_max_allocated_mib": torch.cuda.max_memory_allocated(args.device) / 2**20 if cuda else None,
                       "files": files}))  # fmt: skip
 
 

@@ -74,7 +74,7 @@ def parse_args() -> argparse.Namespace:
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def timed(fn, device, runs: int) -> float:

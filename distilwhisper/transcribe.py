@@ -380,10 +380,10 @@ class Transcriber:
             short = [s for s in sources if is_short(s)]
             windows: Iterator = iter([])
             if short:
-                decoded, languages = self.decode_windows(
-                    torch.stack([pad_or_trim(s) for s in short]), prompt, max_new_tokens, no_speech_threshold, language,
-                    return_timestamps,
-                )
+                # Tensors stay where they came from (a CUDA tensor may sit beside a file's samples): one device here.
+                waveforms = torch.stack([pad_or_trim(s).to(self.device) for s in short])
+                decoded, languages = self.decode_windows(waveforms, prompt, max_new_tokens, no_speech_threshold, language,
+                                                         return_timestamps)  # fmt: skip
                 rates = decoded.acceptance_rates or [None] * len(short)
                 windows = iter(zip(decoded.tokens, decoded.avg_logprobs, decoded.no_speech_probs, decoded.truncated, rates, languages))
             for s in sources:  # the long ones, each decoded in chunks, in their place among the short ones
