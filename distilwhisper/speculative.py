@@ -147,10 +147,11 @@ def speculative_decode(
         logits = verify_step(sequence.gather(1, window), window.clamp(max=n_ctx - 1)).float()
         targets = choose(rules, logits, sequence, n_prompt, active)
         logprobs = log_probs(logits, targets).tolist()
-        agree = (proposals == targets[:, :k_now]).cumprod(dim=1).sum(dim=1).tolist()
+        agree = (proposals == targets[:, :k_now]).cumprod(dim=1).sum(dim=1)
         # Tokens before the first end token (all of them if none), of the main model's choices and of the draft's.
-        first_eot = ((targets == eot).cumsum(dim=1) == 0).sum(dim=1).tolist()
-        draft_eot = ((proposals == eot).cumsum(dim=1) == 0).sum(dim=1).tolist()
+        first_eot = ((targets == eot).cumsum(dim=1) == 0).sum(dim=1)
+        draft_eot = ((proposals == eot).cumsum(dim=1) == 0).sum(dim=1)
+        agree, first_eot, draft_eot = torch.stack([agree, first_eot, draft_eot]).tolist()  # one read from the device
 
         all_accepted = True
         for b, n in active.items():
