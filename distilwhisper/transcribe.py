@@ -56,6 +56,9 @@ class Segment:
 
 @dataclass
 class Transcription:
+    """What `transcribe` gives for one input: the text and tokens, the language, the decode's confidence
+    (avg_logprob, no_speech_prob), whether max_new_tokens cut it short, and, when asked for, its segments."""
+
     text: str  # decoded exactly as the tokenizer does it: Whisper's leading space included
     tokens: list[int]  # the generated text tokens: no special tokens, no timestamps even when they were asked for
     language: str | None  # the language decoded in: the caller's, the checkpoint's, or the one detected
@@ -94,7 +97,7 @@ def as_waveform(audio: AudioInput, name: str | None = None) -> torch.Tensor:
         samples = mono_samples(audio, name, "1-D float samples at 16 kHz")
     else:
         raise DistilWhisperError(
-            f"cannot transcribe a {type(audio).__name__}: pass a path, an audio file's bytes, a numpy array or torch "
+            f"cannot transcribe {type(audio).__name__} input: pass a path, an audio file's bytes, a numpy array or torch "
             "tensor of 16 kHz samples, or a dict of samples and their 'sampling_rate'"
         )
     if samples.numel() == 0:
@@ -487,8 +490,8 @@ def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.d
         if device is None or device in ("", "auto"):  # "auto": faster-whisper's name for the default
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise DistilWhisperError(f"unknown device '{device}': {first_line(e)}") from None
+    except (RuntimeError, TypeError):
+        raise DistilWhisperError(f"unknown device '{device}': choose auto, cpu, cuda or cuda:N") from None
     if device.type == "meta":  # tensors without data: nothing could be transcribed
         raise DistilWhisperError("device 'meta' holds no data: choose cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -536,13 +539,17 @@ def load_model(
     compile: bool = False,
     assistant: str | os.PathLike | None = None,
 ) -> Transcriber:
-    """A checkpoint folder or a hub repo id (e.g. "distil-whisper/distil-large-v2"), ready to transcribe.
+    """A checkpoint, ready to transcribe: a folder in the Hugging Face layout, a hub repo id (e.g.
+    "distil-whisper/distil-large-v2", fetched into the hub cache, or `cache_dir`, at `revision`; with
+    HF_HUB_OFFLINE=1 only the cache is read) or a short name ("base", "large-v2", "distil-large-v2"...).
 
-    `compile=True` compiles the encoder and the decoder step (torch.compile; CUDA graphs on a GPU): each batch
-    size bucket (1, 2, 4, 8...) pays a compilation on first use, then runs faster (the README says when it pays).
-    `assistant` (a checkpoint folder or hub id, e.g. distil-large-v2 for whisper-large-v2) makes decoding
-    speculative: the assistant's decoder drafts, this model verifies, and the result is this model's own
-    greedy output, sooner. An assistant whose encoder equals this model's is loaded without it.
+    `device` and `dtype` default to "auto": the GPU in float16 when there is one, else the CPU in float32.
+    `compile=True` compiles the decoder step, and on a GPU the encoder too (torch.compile; CUDA graphs on a
+    GPU): each batch size bucket (1, 2, 4, 8...) pays a compilation on first use; on a CPU it hardly pays
+    (the README says when it does). `assistant` (a checkpoint folder, hub id or short name, e.g.
+    distil-large-v2 for whisper-large-v2; or "int8", this model's own decoder with int8 weights, CPU only)
+    makes decoding speculative: the assistant's decoder drafts, this model verifies, and the result is this
+    model's own greedy output, sooner. An assistant whose encoder equals this model's is loaded without it.
     """
     device, dtype = resolve_device_dtype(device, dtype)
     model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
