@@ -7,7 +7,8 @@ weights, greedy, fp32: our greedy_decode on our network against WhisperForCondit
 The report says whether the tokens are identical, else the first position where they differ, and the
 largest logit difference when both networks are teacher-forced on the prompt + transformers' tokens.
 Files over 30 s are compared on their first 30 s (generate()'s short-form input); long-form is tested
-against the pipeline in tests/test_longform.py. Exit status 1 when any file differs or exceeds --tolerance.
+against the pipeline in tests/test_longform.py. Exit status 1 when any file differs or exceeds --tolerance, 2
+without transformers.
 
 tests/test_parity_report.py imports this module: the tests and users run the same comparison.
 """
@@ -115,7 +116,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
+    try:  # only here, so that --help works without it
+        from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
+    except ModuleNotFoundError:
+        print('bench/parity.py needs transformers: pip install "distilwhisper[bench]"', file=sys.stderr)
+        return 2
 
     model_dir = resolve_model_dir(args.model)  # a short name or hub id, found once for both engines
     transcriber = load_model(model_dir, device=args.device, dtype="float32")

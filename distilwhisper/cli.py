@@ -13,6 +13,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from .errors import DistilWhisperError, first_line
@@ -44,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="decode with Whisper's timestamps: txt prints one '[start --> end] text' line per "
                              "segment, json adds the segments (start, end, text) (default: off)")
     parser.add_argument("--output-format", default="txt", choices=FORMATS,
-                        help="txt: the text; json: an object with file and Transcription.to_dict()'s fields: text, "
-                             "tokens, language, avg_logprob, no_speech_prob, truncated, segments; srt or vtt: "
-                             "subtitles, one cue per segment (these turn --timestamps on) (default: %(default)s)")
+                        help="txt: the text; json: an object with file and Transcription.to_dict()'s fields: "
+                             f"{', '.join(f.name for f in fields(Transcription))} (acceptance_rate: null without "
+                             "--assistant); srt or vtt: subtitles, one cue per segment (these turn --timestamps on) "
+                             "(default: %(default)s)")
     parser.add_argument("--output-dir", default=None, metavar="DIR",
                         help="write DIR/<name>.txt|json|srt|vtt for each input (default: print each input's output)")
     # grep's convention (-H/-h): printed lines name their file when there are several inputs.
@@ -77,9 +79,9 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default=None, choices=sorted(DTYPES),
                         help="default: float16 on a GPU, float32 on the CPU")
     parser.add_argument("--compile", action="store_true",
-                        help="compile the encoder and the decoder step (torch.compile, CUDA graphs on a GPU): the "
-                             "first batch of each size pays seconds to minutes, later ones run faster; for many "
-                             "files, not one (default: off)")
+                        help="compile the decoder step, and on a GPU the encoder too (torch.compile, CUDA graphs on "
+                             "a GPU): the first batch of each size pays seconds to minutes, later ones run faster; for "
+                             "many files, not one; on a CPU it hardly pays (default: off)")
     parser.add_argument("--language", default=None, metavar="CODE",
                         help="language code or name, e.g. en (default: the checkpoint's, else detected for each file, "
                              "as transformers does; English-only .en models: en, and only en)")
@@ -113,7 +115,14 @@ def check_transcription_options(parser: argparse.ArgumentParser, args: argparse.
     try:
         chunk_samples(args.chunk_length)
     except DistilWhisperError as e:
-        parser.error(f"--chunk-length: {e}")
+        parser.error(flag_names(str(e), args))
+
+
+def flag_names(message: str, args: argparse.Namespace) -> str:
+    """The API's option errors start with the parameter's Python name ("max_new_tokens must be ..."); the command
+    line names the flag that set it (--max-new-tokens), which argparse spells from that name."""
+    name, sep, rest = message.partition(" must be ")
+    return f"--{name.replace('_', '-')}{sep}{rest}" if sep and name in vars(args) else message
 
 
 def render(result: Transcription, source: str, output_format: str, timestamps: bool = False) -> str:
@@ -147,7 +156,7 @@ def clock(seconds: float, marker: str = ".") -> str:
 def with_filename(output: str, source: str, args: argparse.Namespace) -> str:
     """Name the input as grep does on each txt line, or as head does above an srt or vtt document."""
     if args.output_format in SUBTITLES:
-        return f"==> {source} <==\n{output}\n"  # the blank line parts it from the next file's header
+        return f"==> {source} <==\n{output}"
     return "\n".join(f"{source}:{line}" for line in output.split("\n"))
 
 
@@ -283,8 +292,10 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
             warn(f"{input_name(source)}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
         output = render(result, input_name(source), args.output_format, args.timestamps)
         if args.output_dir is None:
+            # A blank line parts one file's last cue from the next file's header, as it parts cues.
+            end = "\n\n" if args.output_format in SUBTITLES and len(args.audio) > 1 else "\n"
             try:
-                print(with_filename(output, printable(source), args) if args.with_filename else output, flush=True)
+                print(with_filename(output, printable(source), args) if args.with_filename else output, end=end, flush=True)
             except BrokenPipeError:
                 raise  # the reader has gone: main stops
             except OSError as e:  # a full disk behind a redirection...
@@ -330,6 +341,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir is not None:
         try:
             Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # mkdir's "File exists" would read as if the folder were there, in the way
+            fail(f"cannot create output folder {args.output_dir}: it exists and is not a folder")
+            return 2
         except OSError as e:
             fail(f"cannot create output folder {args.output_dir}: {e.strerror or e}")
             return 2
@@ -338,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
         transcriber.prompt(args.language, args.task, args.max_new_tokens)  # bad options fail before any work
         args.batch_size = args.batch_size or transcriber.default_batch_size
     except Exception as e:  # noqa: BLE001 - a model that does not load or fit is one line, not a traceback
-        fail(describe(e))
+        fail(flag_names(describe(e), args))
         return 2
     sources = args.audio if args.output_dir is None else drop_clashing_outputs(args.audio, args)
     batches = [sources[i : i + args.batch_size] for i in range(0, len(sources), args.batch_size)]

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .audio import SAMPLE_RATE
-from .cli import HelpFormatter, add_transcription_options, check_transcription_options, describe, fail, write_atomically
+from .cli import HelpFormatter, add_transcription_options, check_transcription_options, describe, fail, flag_names, write_atomically
 from .errors import DistilWhisperError
 from .languages import language_code
 from .normalizer import EnglishTextNormalizer, basic_normalize, load_spelling_map
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         transcriber.prompt(args.language, args.task, args.max_new_tokens)  # bad options fail before any work
         args.batch_size = args.batch_size or transcriber.default_batch_size
     except Exception as e:  # noqa: BLE001 - a bad manifest or a model that does not load is one line
-        fail(describe(e))
+        fail(flag_names(describe(e), args))
         return 2
 
     width = max(len(row.file) for row in rows)
@@ -251,7 +251,7 @@ def summarize(scores: list[FileScore], processing: float) -> dict:
 
 def summary_line(summary: dict) -> str:
     wer = "no file with a reference" if summary["wer"] is None else f"{summary['wer']:.2f}%"
-    line = f"WER {wer} over {summary['scored']} files ({summary['reference_words']} reference words)"
+    line = f"WER {wer} over {plural(summary['scored'], 'file')} ({plural(summary['reference_words'], 'reference word')})"
     if summary["empty_references"]:
         line += f", {summary['empty_references']} with an empty reference left out"
     if summary["failed"]:
@@ -259,6 +259,10 @@ def summary_line(summary: dict) -> str:
     if summary["rtf"] is not None:
         line += f"; {summary['audio_seconds']:.1f} s of audio in {summary['processing_seconds']:.1f} s, RTF {summary['rtf']:.3f}"
     return line
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 if __name__ == "__main__":

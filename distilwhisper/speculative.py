@@ -243,7 +243,7 @@ def load_assistant(
         if (device.type, dtype) != ("cpu", torch.float32):
             raise DistilWhisperError(f"the {SELF_DRAFT} self-draft runs on the CPU in float32, not {device.type} {str(dtype)[6:]}")
         return Assistant(int8_decoder(main.decoder), shares_cross_caches=True, shares_self_caches=True)
-    model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
+    model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision, role="assistant")
     dims = load_dims(model_dir)
     if dims.n_vocab != main.dims.n_vocab or dims.n_text_ctx < main.dims.n_text_ctx:
         raise DistilWhisperError(

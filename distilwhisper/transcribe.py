@@ -22,7 +22,7 @@ from .audio import (LOUDEST_SAMPLE, N_SAMPLES, SAMPLE_RATE, AudioStream, audio_d
 from .compiled import Steps, compiled_steps, eager_steps
 from .decoding import (DecodingResult, SuppressAtBegin, SuppressTokens, TimestampRules, decode_in_passes, detect_language,
                        greedy_decode)
-from .errors import DistilWhisperError, first_line, is_whole_number
+from .errors import DistilWhisperError, is_whole_number
 from .languages import language_code
 from .longform import (
     DEFAULT_CHUNK_LENGTH, Chunk, chunk_samples, stitch, stitch_with_timestamps, transcribe_long,
@@ -30,7 +30,7 @@ from .longform import (
 from .model import Whisper
 from .speculative import SELF_DRAFT, Assistant, load_assistant, speculative_decode
 from .tokenizer import Tokenizer, load_tokenizer
-from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
+from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir, usable_device
 
 # a path, an audio file's bytes, 16 kHz samples, {"array" (or "raw"): samples, "sampling_rate": Hz},
 # or datasets' undecoded {"bytes": ..., "path": ...}; or an AudioStream (what open_audio gives for a long file)
@@ -486,22 +486,7 @@ def check_option_types(
 
 def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:
     """Defaults ("auto"): the GPU in float16 when there is one, else the CPU in float32."""
-    try:
-        if device is None or device in ("", "auto"):  # "auto": faster-whisper's name for the default
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DistilWhisperError(f"unknown device '{device}': choose auto, cpu, cuda or cuda:N") from None
-    if device.type == "meta":  # tensors without data: nothing could be transcribed
-        raise DistilWhisperError("device 'meta' holds no data: choose cpu or cuda")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DistilWhisperError(f"device '{device}' asked for, but torch sees no CUDA GPU")
-    if device.type != "cpu":
-        try:  # the one check that covers every backend: cuda:3 on a one-GPU machine, mps without Metal...
-            torch.empty(1, device=device)
-        except Exception as e:  # noqa: BLE001 - each backend raises its own type
-            reason = first_line(e) or type(e).__name__
-            raise DistilWhisperError(f"device '{device}' is not usable here: {reason}") from None
+    device = usable_device(device)
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     elif isinstance(dtype, str):

@@ -90,10 +90,13 @@ class GenerationDefaults:
 
 
 def resolve_model_dir(
-    name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, revision: str | None = None
+    name_or_path: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    revision: str | None = None,
+    role: str = "model",
 ) -> Path:
     """A local folder as it is (even one named like a short name); a short name (MODEL_NAMES) or a hub repo id
-    is fetched into (or found in) the HF cache.
+    is fetched into (or found in) the HF cache. Messages call it `role` ("assistant" for a draft model).
 
     `HF_HUB_OFFLINE=1` makes this read the cache only.
     """
@@ -103,18 +106,24 @@ def resolve_model_dir(
     name = MODEL_NAMES.get(str(name_or_path), str(name_or_path))
     if "/" not in name and not path.exists():
         raise DistilWhisperError(
-            f"unknown model '{name}': give a checkpoint folder, a hub repo id (owner/name) "
+            f"unknown {role} '{name}': give a checkpoint folder, a hub repo id (owner/name) "
             f"or one of {', '.join(MODEL_NAMES)}"
         )
     if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
-        raise DistilWhisperError(f"model '{name}' is neither a checkpoint folder nor a hub repo id (owner/name)")
+        raise DistilWhisperError(f"{role} '{name}' is neither a checkpoint folder nor a hub repo id (owner/name)")
     from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import LocalEntryNotFoundError
 
     try:
         return Path(snapshot_download(name, revision=revision, cache_dir=None if cache_dir is None else os.fspath(cache_dir), allow_patterns=CHECKPOINT_FILES))
-    except Exception as e:  # the hub raises many kinds: offline, missing repo, network, auth
+    except LocalEntryNotFoundError:  # not cached, and the hub out of reach: the hub's words for it are cryptic
+        raise DistilWhisperError(
+            f"{role} '{name}' is not in the local hub cache, and the hub cannot be reached (no network, or "
+            "HF_HUB_OFFLINE=1): pass a checkpoint folder, or download it once with network"
+        ) from None
+    except Exception as e:  # the hub raises many other kinds: missing repo, auth...
         reason = first_line(e) or type(e).__name__
-        raise DistilWhisperError(f"could not get model '{name}' from the hub or its cache: {reason}") from None
+        raise DistilWhisperError(f"could not get {role} '{name}' from the hub: {reason}") from None
 
 
 def read_json(path: Path) -> dict:
@@ -291,17 +300,40 @@ def check_tensors(module: torch.nn.Module, tensors: dict[str, torch.Tensor], sou
         raise DistilWhisperError(f"{source}: tensor {checkpoint_key(bad)} holds NaN or infinite values")
 
 
+# The devices Whisper runs on, for messages: torch's own list holds all 20 types it knows.
+DEVICE_CHOICES = "choose auto, cpu, cuda or cuda:N"
+
+
+def usable_device(device: str | torch.device | None) -> torch.device:
+    """`device` as a torch.device, once a tensor can be made there; "auto" (faster-whisper's word) or None: CUDA
+    when torch sees a GPU, else the CPU. A device that cannot be used is refused in one short line: torch would
+    fail mid-load, and its own words list every device type it knows, or, for a backend this build lacks (mps
+    on Linux), run to 1,500 characters."""
+    if device is None or device in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DistilWhisperError(f"unknown device '{device}': {DEVICE_CHOICES}") from None
+    if device.type == "meta":  # tensors without data: the checks on the weights would fail in torch's words
+        raise DistilWhisperError(f"device 'meta' holds no data: {DEVICE_CHOICES}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DistilWhisperError(f"device '{device}' is not usable here: torch sees no CUDA GPU")
+    try:
+        torch.empty(0, device=device)  # the one check every backend answers: cuda:3 on one GPU, mps without Metal...
+    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, NotImplementedError... by backend
+        # CUDA's first line says what is wrong (an invalid ordinal, a busy GPU); other backends' is a page.
+        reason = first_line(e) if device.type == "cuda" else DEVICE_CHOICES
+        raise DistilWhisperError(f"device '{device}' is not usable here: {reason}") from None
+    return device
+
+
 def _checked_placement(dtype: torch.dtype, device: str | torch.device) -> torch.device:
     """`device` as a torch.device, once it and `dtype` are known to work: torch would fail mid-load otherwise."""
     if dtype not in LOAD_DTYPES:
         names = ", ".join(map(str, LOAD_DTYPES))
         raise DistilWhisperError(f"cannot load a model in dtype {dtype!r}: give one of {names}")
-    try:
-        device = torch.device(device)
-        torch.empty(0, device=device)  # the one check every backend answers: no CUDA, cuda:3 on one GPU...
-    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, TypeError or AssertionError by backend
-        raise DistilWhisperError(f"device '{device}' is not usable here: {first_line(e) or type(e).__name__}") from None
-    return device
+    return usable_device(device)
 
 
 def load_whisper(

@@ -6,13 +6,14 @@ import re
 import stat
 import subprocess
 import sys
+from dataclasses import fields
 
 import pytest
 
 from conftest import AUDIO_DIR, BASE_MODEL, needs_shared
 import distilwhisper
 from distilwhisper import DistilWhisperError, load_model
-from distilwhisper.cli import build_parser, main, write_atomically
+from distilwhisper.cli import build_parser, main, render, write_atomically
 from distilwhisper.transcribe import Transcriber, Transcription
 
 SHORT = AUDIO_DIR / "short"
@@ -250,6 +251,58 @@ def option_help_blocks(help_text: str) -> dict[str, str]:
         else:
             current = None
     return blocks
+
+
+def test_help_names_every_json_field_and_where_compile_pays():
+    blocks = option_help_blocks(build_parser().format_help())
+    assert all(field.name in blocks["--output-format"] for field in fields(Transcription))  # acceptance_rate too
+    assert "the decoder step, and on a GPU the encoder too" in blocks["--compile"]  # the CPU's encoder stays eager
+    assert "on a CPU it hardly pays" in blocks["--compile"]
+
+
+def exit_status(argv: list[str]) -> int:
+    """main(argv)'s status, whether it returns it or argparse exits with it (a bad option, usage first)."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--chunk-length", "40"], "--chunk-length must be between 1 and 30 s (the encoder's window), got 40.0"),
+    pytest.param(["--max-new-tokens", "500"], "--max-new-tokens must be between 1 and 444 (the decoder holds 448 "
+                                              "positions, the prompt takes 4)", marks=needs_shared),
+], ids=["checked-before-loading", "checked-against-the-model"])  # fmt: skip
+def test_an_option_error_names_the_flag_not_the_python_parameter(option, message, capsys):
+    """The API's messages name its parameters (max_new_tokens); the command line's, the flags people typed."""
+    assert exit_status([str(GOOD[0]), "--model", str(BASE_MODEL), *option]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"distilwhisper: error: {message}"
+
+
+def test_an_output_dir_that_is_a_file_says_so(tmp_path, capsys):
+    taken = tmp_path / "out"
+    taken.write_text("")
+    assert main(["speech.wav", "--output-dir", str(taken)]) == 2  # refused before the model loads
+    assert capsys.readouterr().err.splitlines() == [
+        f"distilwhisper: error: cannot create output folder {taken}: it exists and is not a folder"
+    ]
+
+
+@needs_shared
+def test_subtitles_of_several_files_printed_without_names_stay_apart(capsys):
+    """A blank line after each file's last cue, as between cues: else it runs into the next file's cue number."""
+    files = [SHORT / "cmu_arctic_prompts_cathy_a0110.wav", SHORT / "cmu_arctic_prompts_cathy_a0107.wav"]
+    expected = load_model(BASE_MODEL).transcribe(files, return_timestamps=True)
+    assert main([*map(str, files), "--model", str(BASE_MODEL), "--output-format", "srt", "--no-filename"]) == 0
+    assert capsys.readouterr().out == "".join(f"{render(r, str(f), 'srt')}\n\n" for f, r in zip(files, expected))
+
+
+@needs_shared
+def test_an_assistant_that_is_not_there_is_named_as_the_assistant(capsys):
+    assert main([str(GOOD[0]), "--model", str(BASE_MODEL), "--assistant", "/nonexistent"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "distilwhisper: error: assistant '/nonexistent' is neither a checkpoint folder nor a hub repo id (owner/name)"
+    ]
 
 
 def test_every_option_names_its_default_in_help():

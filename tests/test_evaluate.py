@@ -18,7 +18,7 @@ import torch
 from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, hf_greedy_tokens, needs_shared, save_random_whisper
 
 from distilwhisper.audio import load_audio
-from distilwhisper.evaluate import corpus_wer, main, read_manifest
+from distilwhisper.evaluate import corpus_wer, main, read_manifest, summary_line
 
 # Real speech for the WER test, short files only (the long ones take minutes through both engines; long-form
 # parity is tests/test_longform.py's): four sources, numbers, quotes, fillers and word errors among them.
@@ -68,6 +68,23 @@ def test_a_manifest_that_cannot_be_used_is_one_line_before_the_model_loads(tmp_p
     err = one_line_error(capsys)
     assert err.startswith("distilwhisper: error: ")
     assert re.search(message, err), err
+
+
+@pytest.mark.parametrize("scored, words, expected", [
+    (1, 1, "WER 0.00% over 1 file (1 reference word)"), (2, 9, "WER 0.00% over 2 files (9 reference words)"),
+])  # fmt: skip
+def test_the_summary_counts_in_words_that_agree(scored, words, expected):
+    summary = {"wer": 0.0, "scored": scored, "reference_words": words, "empty_references": 0, "failed": 0, "rtf": None}
+    assert summary_line(summary) == expected
+
+
+@needs_shared
+def test_an_option_error_names_the_flag(tmp_path, capsys):
+    (tmp_path / "a.wav").write_bytes(b"")  # never read: the option is refused first
+    manifest = write_manifest(tmp_path / "m.tsv", [["a.wav", "x"]])
+    assert main([str(manifest), "--model", str(BASE_MODEL), "--max-new-tokens", "500"]) == 2
+    assert one_line_error(capsys) == ("distilwhisper: error: --max-new-tokens must be between 1 and 444 (the decoder "
+                                      "holds 448 positions, the prompt takes 4)\n")  # fmt: skip
 
 
 def test_other_column_names_and_a_limit(tmp_path):

@@ -356,7 +356,7 @@ def test_cli_refuses_a_bad_chunk_length(chunk_length, capsys):
 
     with pytest.raises(SystemExit) as exit_:
         main(["x.wav", "--chunk-length", chunk_length])
-    assert exit_.value.code == 2 and "--chunk-length: chunk_length must be between 1 and 30" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "--chunk-length must be between 1 and 30" in capsys.readouterr().err
 
 
 # --- whole transcripts: whisper-base, real speech --------------------------------------------------------------

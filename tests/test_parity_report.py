@@ -30,6 +30,12 @@ def test_first_difference(ours, theirs, expected):
     assert parity.first_difference(ours, theirs) == expected
 
 
+def test_without_transformers_the_message_names_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers fails, as where it is not installed
+    assert parity.main(["speech.wav", "--model", "base"]) == 2  # before any file or model is looked at
+    assert capsys.readouterr().err == 'bench/parity.py needs transformers: pip install "distilwhisper[bench]"\n'
+
+
 @pytest.fixture(scope="module")
 def tiny_checkpoints(tmp_path_factory):
     """Two random checkpoints of one shape: the same architecture, different weights."""
