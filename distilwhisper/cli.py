@@ -87,6 +87,9 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
                              "as transformers does; English-only .en models: en, and only en)")
     parser.add_argument("--task", default=None, choices=["transcribe", "translate"],
                         help="default: the checkpoint's, else transcribe (English-only .en models: transcribe only)")
+    parser.add_argument("--initial-prompt", default=None, metavar="TEXT",
+                        help="text the model reads as if it came just before the audio: names, spellings, a style "
+                             "of punctuation it should follow (at most 223 tokens; default: none)")
     parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
                         help="tokens per input at most (default: the checkpoint's max_length, at most what the decoder "
                              "holds after the prompt: 444 of 448 positions)")
@@ -263,8 +266,8 @@ def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argpars
             fail(str(e))
         except Exception as e:  # noqa: BLE001 - a file that cannot be read (out of memory...) fails alone
             fail(f"{input_name(source)}: {describe(e)}")
-    options = dict(language=args.language, task=args.task, max_new_tokens=args.max_new_tokens,
-                   batch_size=args.batch_size, chunk_length=args.chunk_length, return_timestamps=args.timestamps)  # fmt: skip
+    options = dict(language=args.language, task=args.task, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                   chunk_length=args.chunk_length, return_timestamps=args.timestamps, initial_prompt=args.initial_prompt)  # fmt: skip
     short = [i for i, (_, audio) in enumerate(loaded) if is_short(audio)]
     groups = [short] + [[i] for i, (_, audio) in enumerate(loaded) if not is_short(audio)]
     failures, results = len(sources) - len(loaded), dict[int, Transcription]()
@@ -349,7 +352,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         transcriber = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile, assistant=args.assistant)
-        transcriber.prompt(args.language, args.task, args.max_new_tokens)  # bad options fail before any work
+        # bad options fail before any work
+        transcriber.prompt(args.language, args.task, args.max_new_tokens, args.timestamps, args.initial_prompt)
         args.batch_size = args.batch_size or transcriber.default_batch_size
     except Exception as e:  # noqa: BLE001 - a model that does not load or fit is one line, not a traceback
         fail(flag_names(describe(e), args))

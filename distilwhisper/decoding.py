@@ -135,12 +135,13 @@ def greedy_decode(
     no_speech: int | None = None,
     caches_ready: bool = False,
     decoder_step: Callable[[Tensor, Tensor], Tensor] | None = None,
+    sot_index: int = 0,
 ) -> DecodingResult:
     """Decode every sequence of the batch until it emits `eot` or `max_new_tokens` are generated.
 
     `prompt` is one prompt for the whole batch, or one per sequence, all of one length (each with the
-    language detected for it). It must start with <|startoftranscript|>: the logits there give the
-    no-speech probability. `caches_ready`: the decoder's caches already hold `audio_features`
+    language detected for it). <|startoftranscript|> stands at `sot_index` (after the previous text of
+    an initial prompt, if any): the logits there give the no-speech probability. `caches_ready`: the decoder's caches already hold `audio_features`
     (detect_language just filled them). `decoder_step(tokens, input_pos)` runs the decoder for the
     one-token steps after the prompt: `model.decoder` by default, or its compiled twin
     (`compiled.compiled_steps`).
@@ -152,7 +153,7 @@ def greedy_decode(
     prompt_tokens = torch.tensor(prompt, device=device).expand(batch, -1)
     prompt_length = prompt_tokens.shape[1]
     prompt_logits = model.decoder(prompt_tokens, torch.arange(prompt_length, device=device))
-    no_speech_probs = prompt_logits[:, 0].float().softmax(dim=-1)[:, no_speech] if no_speech is not None else None
+    no_speech_probs = prompt_logits[:, sot_index].float().softmax(dim=-1)[:, no_speech] if no_speech is not None else None
     logits = prompt_logits[:, -1]
 
     finished = torch.zeros(batch, dtype=torch.bool, device=device)

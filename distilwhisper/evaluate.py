@@ -165,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         model_dir = resolve_model_dir(args.model)
         normalize = EnglishTextNormalizer(load_spelling_map(model_dir)) if english else basic_normalize
         transcriber = load_model(model_dir, device=args.device, dtype=args.dtype, compile=args.compile, assistant=args.assistant)
-        transcriber.prompt(args.language, args.task, args.max_new_tokens)  # bad options fail before any work
+        # bad options fail before any work
+        transcriber.prompt(args.language, args.task, args.max_new_tokens, initial_prompt=args.initial_prompt)
         args.batch_size = args.batch_size or transcriber.default_batch_size
     except Exception as e:  # noqa: BLE001 - a bad manifest or a model that does not load is one line
         fail(flag_names(describe(e), args))
@@ -214,7 +215,8 @@ def transcribe_batch(transcriber, rows: list[Row], scores: list[FileScore], args
     started = time.perf_counter()
     try:
         results = transcriber.transcribe([w for _, w in loaded], args.language, args.task, args.max_new_tokens,
-                                         batch_size=args.batch_size, chunk_length=args.chunk_length)  # fmt: skip
+                                         batch_size=args.batch_size, chunk_length=args.chunk_length,
+                                         initial_prompt=args.initial_prompt)  # fmt: skip
     except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error...: this batch fails, the next ones still run
         for score, _ in loaded:
             score.error = f"{score.file}: {describe(e)}"

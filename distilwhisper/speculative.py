@@ -88,10 +88,12 @@ def speculative_decode(
     caches_ready: bool = False,
     steps: Steps | None = None,
     confidence: float | None = None,
+    sot_index: int = 0,
 ) -> DecodingResult:
     """`greedy_decode`'s result, got with fewer main-decoder passes; also each sequence's acceptance rate.
 
-    `prompt` is one for the batch or one per sequence, all of one length, as in `greedy_decode`.
+    `prompt` is one for the batch or one per sequence, all of one length, as in `greedy_decode`, with
+    <|startoftranscript|> at `sot_index`.
     `draft_features` is what the assistant's decoder attends to (`assistant.features(mel, audio_features)`).
     `draft_tokens` is k, the number of proposals per round; `adapt` lets it follow `next_draft_length`.
     `caches_ready`: the main decoder's caches already hold `audio_features` (detect_language filled them).
@@ -118,7 +120,7 @@ def speculative_decode(
     logits = model.decoder(sequence[:, :n_prompt], prompt_positions)
     if not shares_self:
         assistant.decoder(sequence[:, :n_prompt], prompt_positions)  # fills its cache; the first token is the main model's
-    no_speech_probs = logits[:, 0].float().softmax(dim=-1)[:, no_speech].tolist() if no_speech is not None else [float("nan")] * batch
+    no_speech_probs = logits[:, sot_index].float().softmax(dim=-1)[:, no_speech].tolist() if no_speech is not None else [float("nan")] * batch
 
     # Round 0 is plain greedy: the prompt pass already holds the main model's first choice.
     logits = logits[:, -1:].float()

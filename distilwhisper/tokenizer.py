@@ -87,6 +87,12 @@ class Tokenizer:
             tokens.append(self.no_timestamps)
         return tokens
 
+    def previous_text(self, text: str) -> list[int]:
+        """<|startofprev|> and `text`: what Whisper reads as the transcript before this window (an initial prompt
+        of names, spellings or style), encoded as openai/whisper and transformers' get_prompt_ids do: the text
+        stripped, after one space."""
+        return [self.sot_prev, *self.encode(" " + text.strip())]
+
     def encode(self, text: str) -> list[int]:
         """Plain text to ids; "<|endoftext|>" written in the text is ordinary text, not the special token."""
         return self.encoding.encode(text, disallowed_special=())

@@ -275,17 +275,30 @@ class Transcriber:
         return language_code(language) if language else None, task or "transcribe"
 
     def prompt(
-        self, language: str | None = None, task: str | None = None, max_new_tokens: int | None = None, timestamps: bool = False
-    ) -> list[int]:
+        self, language: str | None = None, task: str | None = None, max_new_tokens: int | None = None,
+        timestamps: bool = False, initial_prompt: str | None = None,
+    ) -> list[int]:  # fmt: skip
         """The decoder prompt, once the options are known to fit the checkpoint: <|startoftranscript|>, the
         language, the task, <|notimestamps|> (left out for timestamps); on English-only checkpoints, neither
         language nor task (they were trained without). Where the language is left to detection, <|en|> holds
-        its place (index 1), which `decode_windows` gives each input's detected language."""
+        its place (right after <|startoftranscript|>), which `decode_windows` gives each input's detected language.
+
+        `initial_prompt` text goes first, after <|startofprev|> (`Tokenizer.previous_text`), as transformers'
+        generate(prompt_ids=...) puts it. Whisper was trained with at most half its decoder positions of previous
+        text (openai/whisper keeps only that much of a longer prompt); a longer one is refused, not cut."""
         language, task = self.language_and_task(language, task)
         if self.is_multilingual:
             prompt = self.tokenizer.sot_sequence(language or "en", task, timestamps)
         else:
             prompt = self.tokenizer.sot_sequence(None, None, timestamps)
+        if initial_prompt is not None:
+            previous, room = self.tokenizer.previous_text(initial_prompt), self.model.dims.n_text_ctx // 2
+            if len(previous) > room:
+                raise DistilWhisperError(
+                    f"initial_prompt must be at most {room - 1} tokens long, got {len(previous) - 1} (Whisper reads "
+                    f"at most half its {self.model.dims.n_text_ctx} decoder positions of previous text)"
+                )
+            prompt = previous + prompt
         if max_new_tokens is not None and not 1 <= max_new_tokens <= self.model.dims.n_text_ctx - len(prompt):
             raise DistilWhisperError(
                 f"max_new_tokens must be between 1 and {self.model.dims.n_text_ctx - len(prompt)} "
@@ -311,6 +324,7 @@ class Transcriber:
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
         progress: Progress | None = None,
         return_timestamps: bool = False,
+        initial_prompt: str | None = None,
     ) -> Transcription: ...
 
     @overload
@@ -325,6 +339,7 @@ class Transcriber:
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
         progress: Progress | None = None,
         return_timestamps: bool = False,
+        initial_prompt: str | None = None,
     ) -> list[Transcription]: ...
 
     @torch.inference_mode()
@@ -339,6 +354,7 @@ class Transcriber:
         chunk_length: float = DEFAULT_CHUNK_LENGTH,
         progress: Progress | None = None,
         return_timestamps: bool = False,
+        initial_prompt: str | None = None,
     ) -> Transcription | list[Transcription]:
         """Greedy transcription. A list comes back as a list, in its order, decoded `batch_size` inputs at a
         time (each batch's audio is read only when its turn comes, so memory depends on the batch size, not on
@@ -365,15 +381,18 @@ class Transcriber:
         `return_timestamps=True` decodes with Whisper's timestamp tokens and fills `segments`: (start, end, text)
         in seconds, as the transformers ASR pipeline's `chunks` (see `longform.stitch_with_timestamps`; a last
         segment the model left open ends at the end of the audio). `text` is then the segments' text joined.
+
+        `initial_prompt`: text the model reads as the transcript before the audio (names, spellings, style), for
+        every input and every chunk of a long one: transformers' generate(prompt_ids=get_prompt_ids(text)).
         """
         inputs = audio if isinstance(audio, list) else [audio]
         check_option_types(language=language, task=task, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                           no_speech_threshold=no_speech_threshold)  # fmt: skip
+                           no_speech_threshold=no_speech_threshold, initial_prompt=initial_prompt)  # fmt: skip
         batch_size = self.default_batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise DistilWhisperError(f"batch_size must be at least 1, got {batch_size}")
         chunk_samples(chunk_length)  # a bad chunk_length fails before any work
-        prompt = self.prompt(language, task, max_new_tokens, return_timestamps)
+        prompt = self.prompt(language, task, max_new_tokens, return_timestamps, initial_prompt)
         language = self.language_and_task(language, task)[0]  # None: detected input by input
         max_new_tokens = max_new_tokens or self.default_max_new_tokens(prompt)
         results = []
@@ -408,8 +427,10 @@ class Transcriber:
         decoded in. A window the silence rule finds silent has no tokens.
 
         `language` None: each input's language is detected (one decoder step on the audio features) and
-        put in its prompt's language place, prompt[1].
+        put in its prompt's language place, right after <|startoftranscript|> (which an initial prompt's
+        previous text comes before).
         """
+        sot_index = prompt.index(self.tokenizer.sot)
         batch = len(waveforms)
         # Compiled steps have fixed batch sizes: fill the bucket with copies of the last input, decoded and dropped.
         waveforms = torch.cat([waveforms, waveforms[-1:].expand(self.steps.bucket(batch) - batch, -1)])
@@ -419,7 +440,7 @@ class Transcriber:
             prompts, languages = [prompt] * len(waveforms), [language] * batch
             if language is None:
                 detected = detect_language(self.model, features, self.tokenizer.sot, self.language_tokens).tolist()
-                prompts = [[prompt[0], token, *prompt[2:]] for token in detected]
+                prompts = [[*prompt[: sot_index + 1], token, *prompt[sot_index + 2 :]] for token in detected]
                 languages = [self.tokenizer.language_of(token) for token in detected[:batch]]
             eot, no_speech = self.tokenizer.eot, self.tokenizer.no_speech
             rules = [*self.rules, self.timestamp_rules] if timestamps else self.rules
@@ -430,8 +451,10 @@ class Transcriber:
                 if self.assistant is not None:
                     draft_features = self.assistant.features(mel, features)
                     return speculative_decode(self.model, self.assistant, features, draft_features, prompts, eot, rules,
-                                              max_new_tokens, no_speech, caches_ready=caches_ready, steps=steps)  # fmt: skip
-                return greedy_decode(self.model, features, prompts, eot, rules, max_new_tokens, no_speech, caches_ready, steps.decoder)
+                                              max_new_tokens, no_speech, caches_ready=caches_ready, steps=steps,
+                                              sot_index=sot_index)  # fmt: skip
+                return greedy_decode(self.model, features, prompts, eot, rules, max_new_tokens, no_speech, caches_ready,
+                                     steps.decoder, sot_index)  # fmt: skip
 
             if timestamps:
                 decoded = decode_in_passes(decode_pass, self.model.encoder, mel, features, prompts,
@@ -468,12 +491,12 @@ class Transcriber:
 
 
 def check_option_types(
-    language: Any, task: Any, max_new_tokens: Any, batch_size: Any, no_speech_threshold: Any
+    language: Any, task: Any, max_new_tokens: Any, batch_size: Any, no_speech_threshold: Any, initial_prompt: Any = None
 ) -> None:
     """Refuse an option of the wrong kind before any work, naming it: left alone, it fails deep in decoding with
     torch's words (`full(): argument 'size' failed to unpack`), after the encoder has run, or not at all (a NaN
     threshold calls nothing silent)."""
-    for name, text in (("language", language), ("task", task)):
+    for name, text in (("language", language), ("task", task), ("initial_prompt", initial_prompt)):
         if text is not None and not isinstance(text, str):
             raise DistilWhisperError(f"{name} must be a string, got {text!r}")
     for name, count in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):

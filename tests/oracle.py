@@ -54,12 +54,15 @@ def save_random_whisper(
 def hf_greedy_tokens(hf_model, input_features, max_new_tokens: int, eos: int = 50257, **generate_kwargs) -> list[list[int]]:
     """The oracle: transformers' Whisper generate, greedy, English transcription, text tokens only.
 
-    Some transformers versions return the prompt too, some only new tokens: strip what is there.
+    Some transformers versions return the prompt (`prompt_ids` among it) too, some only new tokens: strip what is there.
     """
     out = hf_model.generate(input_features, language="en", task="transcribe", max_new_tokens=max_new_tokens,
                             do_sample=False, num_beams=1, **generate_kwargs)
+    previous = generate_kwargs["prompt_ids"].tolist() if generate_kwargs.get("prompt_ids") is not None else []
     rows = []
     for row in out.tolist():
+        if previous and row[: len(previous)] == previous:
+            row = row[len(previous) :]
         while row and row[0] in (50258, 50259, 50359, 50363):  # sot, <|en|>, <|transcribe|>, <|notimestamps|>
             row = row[1:]
         rows.append(row[: row.index(eos)] if eos in row else row)
