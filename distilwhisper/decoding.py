@@ -264,10 +264,11 @@ def greedy_decode_with_timestamps(
     no_speech: int | None,
     timestamp_begin: int,
     caches_ready: bool = False,
+    sot_index: int = 0,
 ) -> DecodingResult:
     """`decode_in_passes` with greedy passes: `rules` hold TimestampRules, the rest as in `greedy_decode`."""
 
     def greedy_pass(mel: Tensor, features: Tensor, prompts: list[list[int]], caches_ready: bool) -> DecodingResult:
-        return greedy_decode(model, features, prompts, eot, rules, max_new_tokens, no_speech, caches_ready)
+        return greedy_decode(model, features, prompts, eot, rules, max_new_tokens, no_speech, caches_ready, sot_index=sot_index)
 
     return decode_in_passes(greedy_pass, model.encoder, mel, audio_features, prompts, timestamp_begin, caches_ready)

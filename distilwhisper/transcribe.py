@@ -292,6 +292,8 @@ class Transcriber:
         else:
             prompt = self.tokenizer.sot_sequence(None, None, timestamps)
         if initial_prompt is not None:
+            if not isinstance(initial_prompt, str):
+                raise DistilWhisperError(f"initial_prompt must be a string, got {initial_prompt!r}")
             previous, room = self.tokenizer.previous_text(initial_prompt), self.model.dims.n_text_ctx // 2
             if len(previous) > room:
                 raise DistilWhisperError(
@@ -307,10 +309,13 @@ class Transcriber:
         return prompt
 
     def default_max_new_tokens(self, prompt: list[int]) -> int:
-        """transformers' generate() default: the checkpoint's max_length (448 in Whisper's), at most what the
-        decoder holds after the prompt."""
-        room = self.model.dims.n_text_ctx - len(prompt)
-        return min(self.defaults.max_length or room, room)
+        """transformers' generate() default: the checkpoint's max_length (448 in Whisper's) counted after the
+        prompt's first 223 tokens (half the decoder: the most previous text Whisper conditions on), at most what
+        the decoder holds after the prompt."""
+        n_ctx = self.model.dims.n_text_ctx
+        if self.defaults.max_length is None:
+            return n_ctx - len(prompt)
+        return max(1, min(self.defaults.max_length + min(n_ctx // 2 - 1, len(prompt)), n_ctx) - len(prompt))
 
     @overload
     def transcribe(
@@ -387,7 +392,7 @@ class Transcriber:
         """
         inputs = audio if isinstance(audio, list) else [audio]
         check_option_types(language=language, task=task, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                           no_speech_threshold=no_speech_threshold, initial_prompt=initial_prompt)  # fmt: skip
+                           no_speech_threshold=no_speech_threshold)  # fmt: skip
         batch_size = self.default_batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise DistilWhisperError(f"batch_size must be at least 1, got {batch_size}")
@@ -491,12 +496,12 @@ class Transcriber:
 
 
 def check_option_types(
-    language: Any, task: Any, max_new_tokens: Any, batch_size: Any, no_speech_threshold: Any, initial_prompt: Any = None
+    language: Any, task: Any, max_new_tokens: Any, batch_size: Any, no_speech_threshold: Any
 ) -> None:
     """Refuse an option of the wrong kind before any work, naming it: left alone, it fails deep in decoding with
     torch's words (`full(): argument 'size' failed to unpack`), after the encoder has run, or not at all (a NaN
     threshold calls nothing silent)."""
-    for name, text in (("language", language), ("task", task), ("initial_prompt", initial_prompt)):
+    for name, text in (("language", language), ("task", task)):
         if text is not None and not isinstance(text, str):
             raise DistilWhisperError(f"{name} must be a string, got {text!r}")
     for name, count in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):

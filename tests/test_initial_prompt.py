@@ -218,10 +218,36 @@ def test_max_new_tokens_counts_the_prompt(base):
     assert ours.default_max_new_tokens(ours.prompt("en", "transcribe", initial_prompt=STYLE)) == room
 
 
+@needs_shared  # for the tokenizer files
+@pytest.mark.parametrize("words", [5, 222])
+def test_default_max_new_tokens_equals_generates_after_a_long_prompt(tiny, tmp_path, words):
+    """generate() counts max_length after at most 223 prompt tokens: with max_length 100, a 227-token prompt
+    (222 words) leaves 96 new tokens, a 10-token one 100. The random model never ends: the limit stops both."""
+    import json
+    import shutil
+
+    from transformers import WhisperForConditionalGeneration
+
+    path = shutil.copytree(tiny[3], tmp_path / "short-max-length")
+    generation = json.loads((path / "generation_config.json").read_text())
+    (path / "generation_config.json").write_text(json.dumps(generation | {"max_length": 100}))
+    ours, oracle = load_model(add_base_tokenizer(path), device="cpu"), WhisperForConditionalGeneration.from_pretrained(path).eval()
+    text = " ".join(["word"] * words)  # " word" is one token
+    prompt_ids = torch.tensor(ours.tokenizer.previous_text(text))
+    row = oracle.generate(random_mel(1, seed=words), language="en", task="transcribe", prompt_ids=prompt_ids,
+                          num_beams=1, do_sample=False)[0].tolist()  # fmt: skip
+    assert EOT not in row and row[0] < EOT  # the generated tokens only, every one of them
+    assert ours.default_max_new_tokens(ours.prompt("en", "transcribe", initial_prompt=text)) == len(row)
+
+
 @needs_shared
-def test_a_prompt_that_is_not_text_is_refused(base):
+@pytest.mark.parametrize("call", ["transcribe", "prompt"])
+def test_a_prompt_that_is_not_text_is_refused(base, call):
     with pytest.raises(DistilWhisperError, match="initial_prompt must be a string, got 42"):
-        base[0].transcribe("no such file.wav", initial_prompt=42)
+        if call == "transcribe":
+            base[0].transcribe("no such file.wav", initial_prompt=42)
+        else:
+            base[0].prompt("en", initial_prompt=42)
 
 
 @needs_shared
