@@ -141,8 +141,8 @@ def greedy_decode(
 
     `prompt` is one prompt for the whole batch, or one per sequence, all of one length (each with the
     language detected for it). <|startoftranscript|> stands at `sot_index` (after the previous text of
-    an initial prompt, if any): the logits there give the no-speech probability. `caches_ready`: the decoder's caches already hold `audio_features`
-    (detect_language just filled them). `decoder_step(tokens, input_pos)` runs the decoder for the
+    an initial prompt, if any): the logits there give the no-speech probability. `caches_ready`: the
+    decoder's caches already hold `audio_features` (detect_language just filled them). `decoder_step(tokens, input_pos)` runs the decoder for the
     one-token steps after the prompt: `model.decoder` by default, or its compiled twin
     (`compiled.compiled_steps`).
     """

@@ -244,6 +244,12 @@ class Transcriber:
         return 16 if self.device.type == "cuda" else 8
 
     @property
+    def most_previous_text(self) -> int:
+        """The most tokens of previous text Whisper reads before a window: 223, just under half its decoder.
+        openai/whisper keeps that many of a longer prompt; generate() counts max_length after that many."""
+        return self.model.dims.n_text_ctx // 2 - 1
+
+    @property
     def is_multilingual(self) -> bool:
         """generation_config's `is_multilingual`, else the vocabulary: English-only (.en) checkpoints have 51864
         tokens (<|endoftext|> = 50256), multilingual ones 51865 or more (openai/whisper's rule)."""
@@ -294,11 +300,11 @@ class Transcriber:
         if initial_prompt is not None:
             if not isinstance(initial_prompt, str):
                 raise DistilWhisperError(f"initial_prompt must be a string, got {initial_prompt!r}")
-            previous, room = self.tokenizer.previous_text(initial_prompt), self.model.dims.n_text_ctx // 2
-            if len(previous) > room:
+            previous = self.tokenizer.previous_text(initial_prompt)  # <|startofprev|> and the text's tokens
+            if len(previous) - 1 > self.most_previous_text:
                 raise DistilWhisperError(
-                    f"initial_prompt must be at most {room - 1} tokens long, got {len(previous) - 1} (Whisper reads "
-                    f"at most half its {self.model.dims.n_text_ctx} decoder positions of previous text)"
+                    f"initial_prompt must be at most {self.most_previous_text} tokens long, got {len(previous) - 1} "
+                    f"(Whisper reads at most half its {self.model.dims.n_text_ctx} decoder positions of previous text)"
                 )
             prompt = previous + prompt
         if max_new_tokens is not None and not 1 <= max_new_tokens <= self.model.dims.n_text_ctx - len(prompt):
@@ -310,12 +316,11 @@ class Transcriber:
 
     def default_max_new_tokens(self, prompt: list[int]) -> int:
         """transformers' generate() default: the checkpoint's max_length (448 in Whisper's) counted after the
-        prompt's first 223 tokens (half the decoder: the most previous text Whisper conditions on), at most what
-        the decoder holds after the prompt."""
+        prompt's first `most_previous_text` tokens, at most what the decoder holds after the prompt."""
         n_ctx = self.model.dims.n_text_ctx
         if self.defaults.max_length is None:
             return n_ctx - len(prompt)
-        return max(1, min(self.defaults.max_length + min(n_ctx // 2 - 1, len(prompt)), n_ctx) - len(prompt))
+        return max(1, min(self.defaults.max_length + min(self.most_previous_text, len(prompt)), n_ctx) - len(prompt))
 
     @overload
     def transcribe(

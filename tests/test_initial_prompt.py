@@ -14,9 +14,10 @@ from distilwhisper import DistilWhisperError, load_audio, load_model, log_mel_sp
 from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.cli import main
 from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode
-from distilwhisper.speculative import Assistant, speculative_decode
+from distilwhisper.speculative import speculative_decode
 from distilwhisper.weights import load_generation_defaults, load_whisper
 from test_longform import GREEDY, LONG_FILES, asr_pipeline
+from test_speculative import self_draft
 
 SOT_PREV, EOT, NO_SPEECH = 50361, 50257, 50362
 PROMPT = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
@@ -67,10 +68,7 @@ def test_speculation_with_previous_text_equals_greedy(tiny):
     mel, previous = random_mel(2, seed=5), previous_text(9, seed=5)
     features = ours.encoder(mel)
     plain = greedy_decode(ours, features, previous + PROMPT, EOT, rules, 25, NO_SPEECH, sot_index=len(previous))
-    draft = Assistant(load_whisper_copy(ours).decoder)
-    with torch.no_grad():  # a draft that is often wrong, so rounds are rolled back past the prompt's positions
-        for p in draft.decoder.parameters():
-            p += 0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1))
+    draft = self_draft(ours, noise=0.05, seed=1)  # often wrong, so rounds are rolled back past the prompt's positions
     fast = speculative_decode(ours, draft, features, features, previous + PROMPT, EOT, rules, 25, NO_SPEECH,
                               sot_index=len(previous))  # fmt: skip
     assert (fast.tokens, fast.no_speech_probs, fast.truncated) == (plain.tokens, plain.no_speech_probs, plain.truncated)
@@ -91,12 +89,6 @@ def test_a_detected_language_goes_after_the_previous_text(tiny):
     row = out[0].tolist()
     assert row[0] < EOT  # transformers 5 returns the generated tokens only
     assert got.language != "en" and got.tokens == (row[: row.index(EOT)] if EOT in row else row)
-
-
-def load_whisper_copy(model):
-    import copy
-
-    return copy.deepcopy(model)
 
 
 # --- whisper-base, real speech ------------------------------------------------------------------------------
