@@ -274,7 +274,8 @@ def faster_whisper_system(path, device, dtype, tokens: int):
 
     # faster-whisper 1.2.1 (CTranslate2 4.8.5) stops at (prompt + max_new_tokens) / 2 tokens, measured: 66 for
     # max_new_tokens=128 after the 4-token prompt. Ask for what makes `tokens`, and check that it did.
-    engine_args = argparse.Namespace(model=str(path), threads=torch.get_num_threads(), max_new_tokens=2 * tokens - 4)
+    engine_args = argparse.Namespace(model=str(path), threads=torch.get_num_threads(), max_new_tokens=2 * tokens - 4,
+                                     initial_prompt=None)
     transcribe = faster_whisper_engine(engine_args, suppress_tokens=[-1, EOT])  # -1: the model's own list
 
     def run(samples):

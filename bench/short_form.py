@@ -6,6 +6,7 @@ samples, with the same thread count, greedy, English, no timestamps. Per file it
 
     python bench/short_form.py                        # base fixture, every file in ../shared/audio/short
     python bench/short_form.py --json bench/out/short.json
+    python bench/short_form.py --initial-prompt "Dashwood, Norland."  # every engine reads the same previous text
 
 Prints a table and, last, one JSON line. faster-whisper needs a CTranslate2 copy of the checkpoint; it is
 converted once into bench/out/ (ct2-transformers-converter) when faster-whisper is installed.
@@ -33,6 +34,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch / CTranslate2 threads (default: all cores)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--initial-prompt", default=None, help="previous text for every engine (default: none)")
     parser.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     parser.add_argument("--json", default=None, help="also write the JSON here")
     parser.add_argument("--child", default=None, choices=ENGINES, help=argparse.SUPPRESS)
@@ -45,7 +47,7 @@ def distilwhisper_engine(args, compile: bool = False):
     model = distilwhisper.load_model(args.model, device="cpu", dtype="float32", compile=compile)
 
     def run(samples):
-        return len(model.transcribe(samples, max_new_tokens=args.max_new_tokens).tokens)
+        return len(model.transcribe(samples, max_new_tokens=args.max_new_tokens, initial_prompt=args.initial_prompt).tokens)
 
     return run
 
@@ -56,11 +58,12 @@ def transformers_engine(args):
 
     processor = WhisperProcessor.from_pretrained(args.model)
     model = WhisperForConditionalGeneration.from_pretrained(args.model, dtype=torch.float32).eval()
+    prompt = {} if args.initial_prompt is None else {"prompt_ids": processor.get_prompt_ids(args.initial_prompt, return_tensors="pt")}
 
     @torch.inference_mode()
     def run(samples):
         features = processor(samples, sampling_rate=16000, return_tensors="pt").input_features
-        tokens = model.generate(features, language="en", task="transcribe", max_new_tokens=args.max_new_tokens)
+        tokens = model.generate(features, language="en", task="transcribe", max_new_tokens=args.max_new_tokens, **prompt)
         processor.batch_decode(tokens, skip_special_tokens=True)
         return int((tokens[0] < processor.tokenizer.eos_token_id).sum())
 
@@ -80,7 +83,8 @@ def faster_whisper_engine(args, **options):
     def run(samples):
         segments, _ = model.transcribe(samples, **dict(language="en", task="transcribe", beam_size=1, temperature=0.0,
                                        without_timestamps=True, condition_on_previous_text=False,
-                                       vad_filter=False, max_new_tokens=args.max_new_tokens) | options)  # fmt: skip
+                                       vad_filter=False, max_new_tokens=args.max_new_tokens,
+                                       initial_prompt=args.initial_prompt) | options)  # fmt: skip
         return sum(len(s.tokens) for s in segments)
 
     return run
@@ -140,13 +144,14 @@ def main() -> None:
     args.threads = args.threads or torch.get_num_threads()
     passthrough = ["--model", args.model, "--runs", str(args.runs), "--max-new-tokens", str(args.max_new_tokens),
                    "--threads", str(args.threads), "--audio", *args.audio]
+    passthrough += [] if args.initial_prompt is None else ["--initial-prompt", args.initial_prompt]
     rows = [summarize(result) for engine in args.engines if (result := run_child(__file__, engine, passthrough))]
     baseline = next((r["total_latency_s"] for r in rows if r["engine"] == "transformers"), None)
     for row in rows:
         row["speedup_vs_transformers"] = baseline / row["total_latency_s"] if baseline else None
 
     print(f"{len(args.audio)} files, {args.runs} timed runs each (median), CPU fp32, "
-          f"{args.threads} threads, model {Path(args.model).name}")  # fmt: skip
+          f"{args.threads} threads, model {Path(args.model).name}, initial prompt {args.initial_prompt!r}")  # fmt: skip
     header = f"{'engine':<24}{'median s':>10}{'total s':>10}{'RTF':>8}{'tok/s':>8}{'peak MiB':>10}{'load s':>8}{'first s':>9}{'vs HF':>8}"
     print(header)
     for r in rows:
@@ -154,7 +159,8 @@ def main() -> None:
         print(f"{r['engine']:<24}{r['median_latency_s']:>10.3f}{r['total_latency_s']:>10.2f}{r['rtf']:>8.3f}"
               f"{r['tokens_per_s']:>8.1f}{r['peak_rss_mib']:>10.0f}{r['load_s']:>8.2f}{r['first_call_s']:>9.2f}{speedup:>8}")  # fmt: skip
     report = {"benchmark": "short_form", "device": "cpu", "dtype": "float32", "threads": args.threads,
-              "model": args.model, "files": len(args.audio), "runs": args.runs, "versions": versions(), "results": rows}  # fmt: skip
+              "model": args.model, "files": len(args.audio), "runs": args.runs, "initial_prompt": args.initial_prompt,
+              "versions": versions(), "results": rows}  # fmt: skip
     emit(report, args.json)
 
 
