@@ -5,7 +5,8 @@
     python bench/gpu.py --device cpu --model ../shared/models/whisper-base --audio ../shared/audio/short/*.wav
 
 Runs from the repository root without installing distilwhisper (it imports the tree beside it); needs torch
-and transformers, and faster-whisper only for its CPU row. With no `--model` it draws random checkpoints
+and transformers, and faster-whisper only for its CPU row. The units are other scripts' functions: parity.py's
+device_parity, steps.py's time_system, long_form.py's engines and speculative.py's tables. With no `--model` it draws random checkpoints
 (distil-large-v2 and whisper-large-v2 dims, or tiny ones with `--small`) from a seed into the HF layout, so
 we and transformers load the same files. Only the long-form unit needs a tokenizer's files (--tokenizer):
 a GPU machine has none, so copy them there beside the tree (see bench/RESULTS.md, "GPU").
@@ -27,51 +28,32 @@ student of it as the draft (bench/speculative.py's cost and controlled-acceptanc
 """
 
 import argparse
-import gc
 import json
 import platform
-import shutil
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]  # the tree's package, the oracle, short_form
+from common import DIMS, OUT, PROMPT, SHARED, Clock, PeakGpuMemory, with_tokenizer
+from parity import device_parity
+from roofline import measure_ceilings
+from steps import SYSTEMS, add_ratios, our_rules, release, time_system
 
-from oracle import hf_greedy_tokens, save_random_whisper  # noqa: E402
+from distilwhisper.audio import N_SAMPLES, log_mel_spectrogram
+from distilwhisper.errors import first_line
+from distilwhisper.weights import load_dims, load_whisper
 
-from distilwhisper.audio import N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram  # noqa: E402
-from distilwhisper.compiled import compiled_steps, eager_steps  # noqa: E402
-from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode  # noqa: E402
-from distilwhisper.errors import first_line  # noqa: E402
-from distilwhisper.weights import load_dims, load_generation_defaults, load_whisper  # noqa: E402
-
-PROMPT = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
-EOT = 50257
-DIMS = {  # WhisperConfig fields of the checkpoints drawn at random
-    "distil-large-v2": dict(d_model=1280, encoder_layers=32, decoder_layers=2, encoder_attention_heads=20,
-                            decoder_attention_heads=20, encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=80),
-    "large-v2": dict(d_model=1280, encoder_layers=32, decoder_layers=32, encoder_attention_heads=20,
-                     decoder_attention_heads=20, encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=80),
-    "base": dict(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
-                 decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, num_mel_bins=80),
-    "tiny-2dec": dict(d_model=96, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                      decoder_attention_heads=4, encoder_ffn_dim=192, decoder_ffn_dim=192, num_mel_bins=80),
-}
 # Random weights with logits spread wide enough that fp32 argmax has no near-ties, yet fp16 activations
 # stay far from overflow through 32 layers.
 INIT_STD = 0.05
-SYSTEMS = ["transformers eager", "transformers static+compile", "ours eager", "ours compiled", "faster-whisper"]
 LONG_FORM_SYSTEMS = ["transformers pipeline", "ours eager", "ours compiled"]
 LONG_FORM_SECONDS, LONG_FORM_BATCH = 320.0, 16  # 15 s chunks every 10 s: 32 chunks, two full batches
 # Where the long-form unit looks for tokenizer files when --tokenizer is not given: the base fixture beside the
 # repository, else a folder that travels to a GPU machine when carried (bench/out/ is ignored by git).
-DEFAULT_TOKENIZERS = [ROOT.parent / "shared" / "models" / "whisper-base", ROOT / "bench" / "out" / "tokenizer"]
+DEFAULT_TOKENIZERS = [SHARED / "models" / "whisper-base", OUT / "tokenizer"]
 
 
 def parse_args() -> argparse.Namespace:
@@ -91,7 +73,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=next((str(p) for p in DEFAULT_TOKENIZERS if (p / "tokenizer.json").exists()), None),
                         help="a folder with a Whisper tokenizer's files, for the long-form unit (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "gpu"))
+    parser.add_argument("--out", default=str(OUT / "gpu"))
     args = parser.parse_args()
     small = args.small
     args.dims = args.dims or (["tiny-2dec"] if small else ["distil-large-v2", "large-v2"])
@@ -101,249 +83,9 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-class Clock:
-    """Wall time of device work: synchronises before reading the host clock."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def time(self, fn: Callable, runs: int, statistic: Callable = statistics.median) -> float:
-        """The median (or `statistic`) of the seconds `runs` calls take, after one warm-up call."""
-        fn()
-        times = []
-        for _ in range(runs):
-            self.sync()
-            start = time.perf_counter()
-            fn()
-            self.sync()
-            times.append(time.perf_counter() - start)
-        return statistic(times)
-
-
-def measure_ceilings(device: torch.device, dtype: torch.dtype, clock: Clock) -> dict:
-    """Copy bandwidth (bytes read + written) and matmul rate, measured here, on random data: each the best of
-    10 calls, since a ceiling is the most the device gave (a median of a few short calls once caught a 2-core
-    VM at a third of its matmul rate, and the encoder then ran at 180% of that "ceiling")."""
-    numel = (1 << 28 if device.type == "cuda" else 1 << 26)  # 1 GiB / 256 MiB of fp32
-    src, dst = torch.randn(numel, device=device), torch.empty(numel, device=device)
-    copy_s = clock.time(lambda: dst.copy_(src), 10, min)
-    n = 8192 if device.type == "cuda" else 2048
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    mm_s = clock.time(lambda: a @ b, 10, min)
-    return {"copy_GBps": 2 * numel * 4 / copy_s / 1e9, "matmul_TFLOPs": 2 * n**3 / mm_s / 1e12, "matmul_dtype": str(dtype)}
-
-
-def encoder_flops(dims) -> float:
-    """Multiply-adds x 2 of one 30 s window: the conv stem, then per layer projections, attention and MLP."""
-    frames, ctx, d = 2 * dims.n_audio_ctx, dims.n_audio_ctx, dims.d_model
-    stem = 2 * dims.n_mels * 3 * d * frames + 2 * d * 3 * d * ctx
-    layer = 4 * 2 * ctx * d * d + 2 * 2 * ctx * ctx * d + 2 * 2 * ctx * d * dims.encoder_ffn
-    return stem + dims.encoder_layers * layer
-
-
-def decoder_step_bytes(dims, element_size: int, batch: int, positions: int) -> int:
-    """What one step must read: the decoder weights that act per token (per layer the self-attention's four
-    projections, the cross-attention's query and output ones, the MLP; then the vocabulary projection; not
-    the cross-attention key/value projections, used once per audio) and the caches' filled keys/values."""
-    d = dims.d_model
-    weights = dims.decoder_layers * (6 * d * d + 2 * d * dims.decoder_ffn) + dims.n_vocab * d
-    caches = batch * dims.decoder_layers * 2 * (dims.n_audio_ctx + positions) * d
-    return (weights + caches) * element_size
-
-
-def our_rules(path: Path, equal_work: bool) -> list:
-    defaults = load_generation_defaults(path)
-    rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
-    return rules + [SuppressTokens([EOT])] if equal_work else rules
-
-
-def load_transformers(path: Path, device: torch.device, dtype: torch.dtype):
-    from transformers import WhisperForConditionalGeneration
-
-    # dtype by .to(): transformers before 4.56 would take a dtype= argument for a config field and ignore it
-    return WhisperForConditionalGeneration.from_pretrained(path, attn_implementation="sdpa").to(device=device, dtype=dtype).eval()
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-
-
-def first_difference_margins(reference, ours: list[list[int]], theirs: list[list[int]], mel: torch.Tensor) -> list[dict]:
-    """Where the rows part, how far apart the two choices are in the fp32 model's logits (near 0: a near-tie)."""
-    found = []
-    for row, (a, b) in enumerate(zip(ours, theirs)):
-        at = common_prefix(a, b)
-        if at == min(len(a), len(b)):
-            continue  # equal, or one stopped where the other went on: no two choices to compare
-        tokens = torch.tensor([PROMPT + a[:at]], device=mel.device)
-        with torch.inference_mode():
-            logits = reference(mel[row : row + 1].float(), tokens)[0, -1]
-        found.append({"row": row, "position": at, "margin": abs(float(logits[a[at]] - logits[b[at]]))})
-    return found
-
-
-def parity(path: Path, device: torch.device, dtype: torch.dtype, samples: torch.Tensor, tokens: int) -> dict:
-    """Greedy tokens, ours vs transformers' generate, in fp32 and in `dtype`, on the same log-mel."""
-    report, reference = {}, load_whisper(path, dtype=torch.float32, device=device)
-    mel = log_mel_spectrogram(samples.to(device), reference.dims.n_mels)
-    for run_dtype in dict.fromkeys([torch.float32, dtype]):
-        ours = reference if run_dtype == torch.float32 else load_whisper(path, dtype=run_dtype, device=device)
-        theirs = load_transformers(path, device, run_dtype)
-        features = mel.to(run_dtype)
-        with torch.inference_mode():
-            got = greedy_decode(ours, ours.encoder(features), PROMPT, EOT, our_rules(path, False), tokens).tokens
-            expected = hf_greedy_tokens(theirs, features, max_new_tokens=tokens)
-        report[str(run_dtype)] = {
-            "identical": got == expected,
-            "rows_identical": sum(a == b for a, b in zip(got, expected)) / len(got),
-            "agreeing_prefix": sum(map(common_prefix, got, expected)) / max(1, sum(map(max, map(len, got), map(len, expected)))),
-            "first_differences": first_difference_margins(reference, got, expected, mel),
-        }
-        del ours, theirs
-    del reference
-    release(device)
-    return report
-
-
 def error_line(error: Exception) -> str:
     """A unit that failed, in one line: the exception's type and its message's first line."""
     return f"{type(error).__name__}: {first_line(error)}"
-
-
-def release(device: torch.device) -> None:
-    # Compiled systems' graphs (and, on CUDA, their graph memory pools) live in dynamo's caches until reset.
-    torch._dynamo.reset()
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def our_system(path, device, dtype, compiled: bool, tokens: int):
-    """`run(samples)` -> token rows, `encode(samples)` -> features: the whole path, log-mel on the device."""
-    model = load_whisper(path, dtype=dtype, device=device)
-    steps = compiled_steps(model) if compiled else eager_steps(model)
-    rules = our_rules(path, True)
-
-    def features(samples):
-        return log_mel_spectrogram(samples.to(device), model.dims.n_mels).to(dtype)
-
-    @torch.inference_mode()
-    def run(samples):
-        mel = features(samples)
-        return greedy_decode(model, steps.encoder(mel), PROMPT, EOT, rules, tokens, decoder_step=steps.decoder).tokens
-
-    @torch.inference_mode()
-    def encode(samples):
-        return steps.encoder(features(samples))
-
-    return run, encode
-
-
-def transformers_system(path, device, dtype, static: bool, tokens: int):
-    from transformers import CompileConfig, WhisperFeatureExtractor
-
-    model = load_transformers(path, device, dtype)
-    extractor = WhisperFeatureExtractor(feature_size=model.config.num_mel_bins)
-    options = dict(min_new_tokens=tokens)
-    if static:  # transformers compiles the forward itself for a static cache; off CUDA only when told to
-        compile_config = CompileConfig()
-        compile_config._compile_all_devices = device.type != "cuda"  # a private switch: no public one exists
-        options |= dict(cache_implementation="static", compile_config=compile_config)
-
-    def features(samples):
-        mel = extractor(samples.numpy(), sampling_rate=SAMPLE_RATE, return_tensors="pt", device=str(device)).input_features
-        return mel.to(device, dtype)
-
-    @torch.inference_mode()
-    def run(samples):
-        return hf_greedy_tokens(model, features(samples), max_new_tokens=tokens, **options)
-
-    @torch.inference_mode()
-    def encode(samples):
-        return model.model.encoder(features(samples)).last_hidden_state
-
-    return run, encode
-
-
-def faster_whisper_system(path, device, dtype, tokens: int):
-    from short_form import faster_whisper_engine
-
-    # faster-whisper 1.2.1 (CTranslate2 4.8.5) stops at (prompt + max_new_tokens) / 2 tokens, measured: 66 for
-    # max_new_tokens=128 after the 4-token prompt. Ask for what makes `tokens`, and check that it did.
-    engine_args = argparse.Namespace(model=str(path), threads=torch.get_num_threads(), max_new_tokens=2 * tokens - 4,
-                                     initial_prompt=None)
-    transcribe = faster_whisper_engine(engine_args, suppress_tokens=[-1, EOT])  # -1: the model's own list
-
-    def run(samples):
-        counts = [transcribe(row.numpy()) for row in samples]
-        if counts != [tokens] * len(samples):
-            raise RuntimeError(f"faster-whisper decoded {counts} tokens, not {tokens}: not the same work")
-        return [[0] * count for count in counts]  # token counts: its text is its own
-
-    return run, None
-
-
-class PeakGpuMemory:
-    """The most GPU memory allocated from now on, beyond what is allocated now: one system's own, loading included."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-            self.before = torch.cuda.memory_allocated(device)
-
-    def mib(self) -> float | None:
-        """None off CUDA."""
-        if self.device.type != "cuda":
-            return None
-        return (torch.cuda.max_memory_allocated(self.device) - self.before) / 2**20
-
-
-def time_system(name, path, device, dtype, samples, args, clock, ceilings) -> dict:
-    """Load, one first call (compilation), then timed calls. The encoder column includes the log-mel features
-    (both are per-window work); the decoder column is the rest of the latency over the tokens generated."""
-    peak = PeakGpuMemory(device)
-    start = time.perf_counter()
-    if name.startswith("ours"):
-        run, encode = our_system(path, device, dtype, name == "ours compiled", args.tokens)
-    elif name.startswith("transformers"):
-        run, encode = transformers_system(path, device, dtype, "static" in name, args.tokens)
-    else:
-        run, encode = faster_whisper_system(path, device, dtype, args.tokens)
-    load_s = time.perf_counter() - start
-    start = time.perf_counter()
-    rows = run(samples)  # the first call compiles, where there is anything to compile
-    first_call_s = time.perf_counter() - start
-    latency = clock.time(lambda: run(samples), args.runs)
-    encoder_s = clock.time(lambda: encode(samples), args.runs) if encode else None
-    batch, audio_s = len(samples), len(samples) * N_SAMPLES / SAMPLE_RATE
-    result = {
-        "system": name, "batch": batch, "tokens_per_row": [len(r) for r in rows], "load_s": load_s,
-        "first_call_s": first_call_s, "latency_s": latency, "audio_s_per_s": audio_s / latency,
-        "encoder_ms_per_window": encoder_s * 1e3 / batch if encoder_s else None,
-        "decoder_us_per_step": (latency - encoder_s) * 1e6 / args.tokens if encoder_s else None,
-        "peak_gpu_mib": peak.mib(),
-        "rows": rows if name != "faster-whisper" else None,
-    }  # fmt: skip
-    if encoder_s:  # the same weights for every system: the same bytes and FLOPs
-        dims = load_dims(path)
-        step_bytes = decoder_step_bytes(dims, torch.finfo(dtype).bits // 8, batch, len(PROMPT) + args.tokens // 2)
-        step_s = result["decoder_us_per_step"] / 1e6
-        result["roofline"] = {
-            "decoder_bytes_per_step": step_bytes,
-            "decoder_floor_us": step_bytes / (ceilings["copy_GBps"] * 1e9) * 1e6,
-            "decoder_GBps": step_bytes / step_s / 1e9,
-            "decoder_fraction_of_copy_bw": step_bytes / step_s / 1e9 / ceilings["copy_GBps"],
-            "encoder_TFLOPs": encoder_flops(dims) * batch / encoder_s / 1e12,
-            "encoder_fraction_of_matmul": encoder_flops(dims) * batch / encoder_s / 1e12 / ceilings["matmul_TFLOPs"],
-        }
-    del run, encode
-    release(device)
-    return result
 
 
 def long_form(path: Path, args, device: torch.device, clock: Clock, workdir: Path) -> list[dict]:
@@ -352,7 +94,7 @@ def long_form(path: Path, args, device: torch.device, clock: Clock, workdir: Pat
     `transcribe` (15 s chunks, log-mel on the device), eager and compiled, each loaded in this process, called
     once (compiling), then timed. Equal work: in a copy of the checkpoint whose generation config suppresses
     every special token, the end token included, every chunk decodes --tokens tokens on both sides."""
-    from long_form import distilwhisper_engine, synthetic_wav, transformers_engine
+    from long_form import engine, synthetic_wav
 
     from distilwhisper.audio import load_audio
 
@@ -362,15 +104,14 @@ def long_form(path: Path, args, device: torch.device, clock: Clock, workdir: Pat
     folder = with_tokenizer(path, Path(args.tokenizer), workdir / f"{path.name}-long-form")
     # The decoded samples, not the file: the pipeline would need an ffmpeg binary, which a GPU machine may lack.
     audio = load_audio(synthetic_wav(LONG_FORM_SECONDS, args.seed))
-    engine_args = argparse.Namespace(model=str(folder), device=str(device), dtype=str(args.dtype).removeprefix("torch."),
-                                     batch=LONG_FORM_BATCH, max_new_tokens=args.tokens)  # fmt: skip
+    dtype = str(args.dtype).removeprefix("torch.")
     rows = []
     for system in LONG_FORM_SYSTEMS:
         peak = PeakGpuMemory(device)
         try:
             start = time.perf_counter()
-            run = (transformers_engine(engine_args) if system == "transformers pipeline"
-                   else distilwhisper_engine(engine_args, compile=system == "ours compiled"))  # fmt: skip
+            run = engine("transformers" if system == "transformers pipeline" else "distilwhisper", str(folder), str(device),
+                         dtype, LONG_FORM_BATCH, args.tokens, compile=system == "ours compiled")  # fmt: skip
             load_s = time.perf_counter() - start
             start = time.perf_counter()
             text = run(audio)
@@ -389,27 +130,6 @@ def long_form(path: Path, args, device: torch.device, clock: Clock, workdir: Pat
             r["speedup_vs_pipeline"] = pipeline["latency_s"] / r["latency_s"]
             r["same_text_as_pipeline"] = r["text"] == pipeline["text"]
     return rows
-
-
-def with_tokenizer(path: Path, tokenizer: Path, folder: Path) -> Path:
-    """`path`'s checkpoint (linked, not copied) with `tokenizer`'s files, which the pipeline and `transcribe` need,
-    and a generation config suppressing every special token: random weights emit them, and the end token among
-    them would end chunks early on one side and not the other."""
-    from transformers import GenerationConfig
-
-    from long_form import TOKENIZER_FILES
-
-    folder.mkdir(exist_ok=True)
-    for file in path.iterdir():
-        if file.name != "generation_config.json" and not (folder / file.name).exists():
-            (folder / file.name).symlink_to(file.resolve())
-    for name in TOKENIZER_FILES:
-        if (tokenizer / name).exists() and not (folder / name).exists():
-            shutil.copy(tokenizer / name, folder / name)
-    generation = GenerationConfig.from_pretrained(path)
-    generation.suppress_tokens = sorted(set(generation.suppress_tokens or []) | set(range(EOT, load_dims(path).n_vocab)))
-    generation.save_pretrained(folder)
-    return folder
 
 
 def speculative(path: Path, args, device: torch.device) -> dict:
@@ -431,7 +151,7 @@ def speculative(path: Path, args, device: torch.device) -> dict:
         "cost": cost_table(model, draft, lambda batch: features[:batch], options, device),
         "controlled": controlled_table(model, draft, lambda batch: features[:batch], our_rules(path, True), options, device),
     }
-    del model, draft, features
+    model = draft = features = None  # freed before release() empties the CUDA cache
     release(device)
     return report
 
@@ -450,6 +170,8 @@ def audio_batch(files: list[str], batch: int) -> torch.Tensor:
 def checkpoints(args, device: torch.device, workdir: Path):
     """(name, folder) pairs: the given checkpoint, or random ones drawn on the device and saved in fp16 on
     CUDA (half the bytes to write; fp32 parity loads both sides from the same fp16-representable weights)."""
+    from oracle import save_random_whisper
+
     if args.model:
         yield Path(args.model).name, Path(args.model)
         return
@@ -460,16 +182,6 @@ def checkpoints(args, device: torch.device, workdir: Path):
         release(device)
         print(f"{name}: drawn and saved in {time.perf_counter() - start:.1f} s", flush=True)
         yield name, folder
-
-
-def add_ratios(results: list[dict]) -> None:
-    """Each system's latency against each other's at the same batch ('vs X' > 1: faster than X), and whether
-    its tokens are those of every other system (equal work: all of them decode the same N tokens)."""
-    for r in results:
-        peers = [p for p in results if p["model"] == r["model"] and p["batch"] == r["batch"] and "latency_s" in p]
-        if "latency_s" in r:
-            r["speedup_vs"] = {p["system"]: p["latency_s"] / r["latency_s"] for p in peers if p is not r}
-            r["same_tokens_as"] = {p["system"]: p["rows"] == r["rows"] for p in peers if p is not r and p["rows"] and r["rows"]}
 
 
 def same_tokens(compared: dict | None) -> str:
@@ -557,7 +269,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as workdir:
         for name, path in checkpoints(args, device, Path(workdir)):
-            report["parity"][name] = parity(path, device, args.dtype, noise(4, args.seed + 1), min(args.tokens, 48))
+            report["parity"][name] = device_parity(path, device, args.dtype, noise(4, args.seed + 1), min(args.tokens, 48),
+                                                   PROMPT, our_rules(path, False))  # fmt: skip
+            release(device)
             save()
             for batch in args.batches:
                 samples = audio_batch(args.audio, batch) if args.audio else noise(batch, args.seed + 2)

@@ -17,33 +17,24 @@ generated noise file instead of real speech. Prints a table and, last, one JSON 
 import argparse
 import itertools
 import json
-import shutil
-import statistics
-import sys
 import tempfile
 import time
 import wave
 from pathlib import Path
 
-from short_form import ROOT, SHARED, emit, peak_rss_mib, run_child, versions
+import torch
+
+from common import DIMS, OUT, SHARED, Clock, PeakGpuMemory, emit, ours, peak_rss_mib, run_child, transformers_pipeline, versions, with_tokenizer
 
 ENGINES = ["distilwhisper", "transformers"]
-# Full-size shapes for --random-dims, as the checkpoints' config.json have them.
-DIMS = {
-    "distil-large-v2": dict(d_model=1280, encoder_layers=32, decoder_layers=2, encoder_attention_heads=20,
-                            decoder_attention_heads=20, encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=80),
-    "base": dict(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8, decoder_attention_heads=8,
-                 encoder_ffn_dim=2048, decoder_ffn_dim=2048, num_mel_bins=80),
-}  # fmt: skip
-TOKENIZER_FILES = ["added_tokens.json", "merges.txt", "normalizer.json", "preprocessor_config.json",
-                   "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.json"]  # fmt: skip
+RANDOM_DIMS = ["base", "distil-large-v2"]
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(SHARED / "models" / "whisper-base"),
                         help="checkpoint folder; with --random-dims, where the tokenizer files come from")
-    parser.add_argument("--random-dims", default=None, choices=sorted(DIMS))
+    parser.add_argument("--random-dims", default=None, choices=RANDOM_DIMS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--audio", nargs="+", default=sorted(map(str, (SHARED / "audio" / "long").glob("*.wav"))))
     parser.add_argument("--synthetic", type=float, default=None, metavar="SECONDS", help="a generated file instead")
@@ -56,108 +47,71 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     parser.add_argument("--json", default=None, help="also write the JSON here")
     parser.add_argument("--child", default=None, choices=ENGINES, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def random_checkpoint(name: str, seed: int, tokenizer_dir: str) -> Path:
-    """A `name`-shaped Whisper with random weights (transformers' own init, from `seed`), saved once in bench/out/."""
-    folder = ROOT / "bench" / "out" / f"random-{name}-seed{seed}"
-    if (folder / "model.safetensors").exists():
-        return folder
-    import torch
-    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+    """A `name`-shaped Whisper with random weights (transformers' own init, from `seed`), saved once in bench/out/,
+    with `tokenizer_dir`'s tokenizer files and every special token but the end token suppressed."""
+    from oracle import save_random_whisper
 
-    torch.manual_seed(seed)
-    config = WhisperConfig(vocab_size=51865, max_source_positions=1500, max_target_positions=448, **DIMS[name])
-    WhisperForConditionalGeneration(config).save_pretrained(folder)
-    for file in TOKENIZER_FILES:
-        if (Path(tokenizer_dir) / file).exists():
-            shutil.copy(Path(tokenizer_dir) / file, folder / file)
-    # The real checkpoint's generation settings, with every special token but the end token suppressed: random
-    # weights emit them, and the pipeline would read them as timestamps or text.
-    generation = GenerationConfig.from_pretrained(tokenizer_dir)
-    generation.suppress_tokens = sorted(set(generation.suppress_tokens or []) | set(range(50258, 51865)))
-    generation.save_pretrained(folder)
-    return folder
+    folder = OUT / f"random-{name}-seed{seed}"
+    if not (folder / "weights" / "model.safetensors").exists():
+        save_random_whisper(folder / "weights", seed, init_std=0.02, **DIMS[name])
+    return with_tokenizer(folder / "weights", Path(tokenizer_dir), folder / "checkpoint")
 
 
 def synthetic_wav(seconds: float, seed: int) -> Path:
     """Noise whose loudness changes every half second, 16 kHz 16-bit, in bench/out/."""
     import numpy as np
 
-    path = ROOT / "bench" / "out" / f"synthetic-{seconds:g}s-seed{seed}.wav"
+    path = OUT / f"synthetic-{seconds:g}s-seed{seed}.wav"
     if not path.exists():
         rng = np.random.default_rng(seed)
         n = int(seconds * 16000)
         envelope = np.repeat(rng.uniform(0.01, 0.5, n // 8000 + 1), 8000)[:n]
         path.parent.mkdir(parents=True, exist_ok=True)
-        with wave.open(str(path), "wb") as f:
-            f.setnchannels(1), f.setsampwidth(2), f.setframerate(16000)
-            f.writeframes((np.clip(rng.standard_normal(n) * envelope, -1, 1) * 32767).astype("<i2").tobytes())
+        write_wav(path, np.clip(rng.standard_normal(n) * envelope, -1, 1))
     return path
 
 
-def distilwhisper_engine(args, compile: bool = False):
-    import distilwhisper
-
-    model = distilwhisper.load_model(args.model, device=args.device, dtype=args.dtype, compile=compile)
-
-    def run(path):
-        return model.transcribe(path, language="en", max_new_tokens=args.max_new_tokens, batch_size=args.batch).text
-
-    return run
+def write_wav(path: Path, samples) -> None:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(16000)
+        f.writeframes((samples * 32767).astype("<i2").tobytes())
 
 
-def transformers_engine(args):
-    import torch
-    from transformers import pipeline
-
-    pipe = pipeline("automatic-speech-recognition", model=args.model, chunk_length_s=15, batch_size=args.batch,
-                    device=args.device, dtype=getattr(torch, args.dtype))  # fmt: skip
-    options = {"language": "en", "task": "transcribe", "num_beams": 1, "max_new_tokens": args.max_new_tokens}
-
-    def run(path):
-        return pipe(path, generate_kwargs=options)["text"]
-
-    return run
+def engine(name: str, model: str, device: str, dtype: str, batch_size: int, max_new_tokens: int, compile: bool = False):
+    """`run(audio) -> text`: ours streams a file (`transcribe(path)`), the pipeline reads it whole (its ffmpeg_read)."""
+    if name == "transformers":
+        return transformers_pipeline(model, device, dtype, batch_size, max_new_tokens=max_new_tokens)
+    transcribe = ours(model, device, dtype, compile=compile, language="en", max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return lambda audio: transcribe(audio).text
 
 
-def child(args) -> None:
-    """Time one engine at one batch size on every file; print one JSON object."""
+def child(args: argparse.Namespace) -> dict:
+    """Time one engine at one batch size on every file."""
     import numpy as np
-    import torch
 
     from distilwhisper.audio import SAMPLE_RATE, audio_duration, stream_audio
 
     torch.set_num_threads(args.threads)
-    cuda = args.device.startswith("cuda")
+    peak = PeakGpuMemory(args.device)
     start = time.perf_counter()
-    run = {"distilwhisper": distilwhisper_engine, "transformers": transformers_engine}[args.child](args)
+    run = engine(args.child, args.model, args.device, args.dtype, args.batch, args.max_new_tokens)
     load_s = time.perf_counter() - start
     # Warm up on the first 35 s of the first file (two chunks: every code path), read without loading it all.
     with tempfile.TemporaryDirectory() as folder:
         warm_up = Path(folder) / "warm-up.wav"
-        head = np.concatenate(list(itertools.islice(stream_audio(args.audio[0]), 4)))[: 35 * SAMPLE_RATE]
-        with wave.open(str(warm_up), "wb") as f:
-            f.setnchannels(1), f.setsampwidth(2), f.setframerate(SAMPLE_RATE)
-            f.writeframes((head * 32767).astype("<i2").tobytes())
+        write_wav(warm_up, np.concatenate(list(itertools.islice(stream_audio(args.audio[0]), 4)))[: 35 * SAMPLE_RATE])
         run(str(warm_up))
-    files = []
+    files, clock = [], Clock(args.device)
     for path in args.audio:
-        seconds = []
-        for _ in range(args.runs):
-            if cuda:
-                torch.cuda.synchronize(args.device)
-            start = time.perf_counter()
-            text = run(path)
-            if cuda:
-                torch.cuda.synchronize(args.device)
-            seconds.append(time.perf_counter() - start)
-        files.append({"file": Path(path).name, "audio_s": audio_duration(path), "wall_s": statistics.median(seconds),
-                      "words": len(text.split())})  # fmt: skip
-    print(json.dumps({"engine": args.child, "batch_size": args.batch, "load_s": load_s, "peak_rss_mib": peak_rss_mib(),
-                      "cuda_max_allocated_mib": torch.cuda.max_memory_allocated(args.device) / 2**20 if cuda else None,
-                      "files": files}))  # fmt: skip
+        texts: list[str] = []
+        wall_s = clock.time(lambda: texts.append(run(path)), args.runs, warm_up=False)
+        files.append({"file": Path(path).name, "audio_s": audio_duration(path), "wall_s": wall_s, "words": len(texts[-1].split())})
+    return {"engine": args.child, "batch_size": args.batch, "load_s": load_s, "peak_rss_mib": peak_rss_mib(),
+            "cuda_max_allocated_mib": peak.mib(), "files": files}  # fmt: skip
 
 
 def summarize(result: dict) -> dict:
@@ -166,14 +120,8 @@ def summarize(result: dict) -> dict:
         "audio_s": audio_s, "wall_s": wall_s, "audio_s_per_s": audio_s / wall_s, "words": sum(f["words"] for f in result["files"])}
 
 
-def main() -> None:
-    args = parse_args()
-    if args.child:
-        args.batch = args.batch_size[0]
-        return child(args)
-    import torch
-
-    args.threads = args.threads or torch.get_num_threads()
+def run(args: argparse.Namespace) -> dict:
+    """Every engine at every batch size in its own process; the report, with speed-ups over the pipeline."""
     if args.random_dims:
         args.model = str(random_checkpoint(args.random_dims, args.seed, args.model))
     if args.synthetic:
@@ -183,11 +131,24 @@ def main() -> None:
         passthrough = ["--model", args.model, "--runs", str(args.runs), "--max-new-tokens", str(args.max_new_tokens),
                        "--threads", str(args.threads), "--device", args.device, "--dtype", args.dtype,
                        "--batch-size", str(batch), "--audio", *args.audio]  # fmt: skip
-        rows += [summarize(result) for engine in args.engines if (result := run_child(__file__, engine, passthrough))]
+        rows += [summarize(result) for name in args.engines if (result := run_child(__file__, name, passthrough))]
     for row in rows:
         baseline = next((r for r in rows if r["engine"] == "transformers" and r["batch_size"] == row["batch_size"]), None)
         row["speedup_vs_transformers"] = row["audio_s_per_s"] / baseline["audio_s_per_s"] if baseline else None
+    return {"benchmark": "long_form", "device": args.device, "dtype": args.dtype, "threads": args.threads,
+            "model": args.model, "random_dims": args.random_dims, "seed": args.seed, "audio": args.audio,
+            "runs": args.runs, "max_new_tokens": args.max_new_tokens, "versions": versions(), "results": rows}  # fmt: skip
 
+
+def main() -> None:
+    args = parse_args()
+    args.threads = args.threads or torch.get_num_threads()
+    if args.child:
+        args.batch = args.batch_size[0]
+        print(json.dumps(child(args)))
+        return
+    report = run(args)
+    rows = report["results"]
     print(f"{len(args.audio)} files, {sum(r['audio_s'] for r in rows[:1]):.0f} s of audio, {args.device} {args.dtype}, "
           f"{args.threads} threads, model {Path(args.model).name}, greedy, max_new_tokens {args.max_new_tokens}")  # fmt: skip
     print(f"{'engine':<16}{'batch':>6}{'wall s':>9}{'audio s/s':>11}{'peak RSS MiB':>14}{'CUDA MiB':>10}{'words':>7}{'vs HF':>8}")
@@ -196,10 +157,8 @@ def main() -> None:
         cuda_mib = f"{r['cuda_max_allocated_mib']:.0f}" if r["cuda_max_allocated_mib"] is not None else "-"
         print(f"{r['engine']:<16}{r['batch_size']:>6}{r['wall_s']:>9.2f}{r['audio_s_per_s']:>11.1f}{r['peak_rss_mib']:>14.0f}"
               f"{cuda_mib:>10}{r['words']:>7}{speedup:>8}")  # fmt: skip
-    emit({"benchmark": "long_form", "device": args.device, "dtype": args.dtype, "threads": args.threads,
-          "model": args.model, "random_dims": args.random_dims, "seed": args.seed, "audio": args.audio,
-          "runs": args.runs, "max_new_tokens": args.max_new_tokens, "versions": versions(), "results": rows}, args.json)  # fmt: skip
+    emit(report, args.json)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

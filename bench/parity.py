@@ -16,19 +16,19 @@ tests/test_parity_report.py imports this module: the tests and users run the sam
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package beside this folder
+import common  # noqa: F401 - the package beside this folder, installed or not
 
-from distilwhisper.audio import N_SAMPLES, load_audio, pad_or_trim  # noqa: E402
-from distilwhisper.cli import write_atomically  # noqa: E402
-from distilwhisper.decoding import greedy_decode  # noqa: E402
-from distilwhisper.transcribe import Transcriber, load_model  # noqa: E402
-from distilwhisper.weights import resolve_model_dir  # noqa: E402
+from distilwhisper import TranscribeOptions
+from distilwhisper.audio import N_SAMPLES, load_audio, pad_or_trim
+from distilwhisper.cli import write_atomically
+from distilwhisper.decoding import greedy_decode
+from distilwhisper.transcribe import Transcriber, load_model
+from distilwhisper.weights import resolve_model_dir
 
 TOLERANCE = 1e-4  # max |logit difference| that still counts as equal, fp32 on the CPU
 
@@ -72,9 +72,10 @@ def hf_generate(hf_model, features: torch.Tensor, prompt: list[int], eos: int, m
 def our_greedy(transcriber: Transcriber, features: torch.Tensor, prompt: list[int], max_new_tokens: int) -> list[list[int]]:
     """Our greedy tokens from given features, cut before the end token as hf_generate cuts them."""
     model, eot = transcriber.model, transcriber.tokenizer.eot
-    decoded = greedy_decode(model, model.encoder(features), prompt, eot, transcriber.rules, max_new_tokens,
-                            transcriber.tokenizer.no_speech)  # fmt: skip
-    return [row[: row.index(eot)] if eot in row else row for row in decoded.tokens]
+    model.decoder.setup_caches(model.encoder(features))
+    decoding = replace(transcriber.plan().decoding, max_new_tokens=max_new_tokens)  # the checkpoint's rules
+    decoded = greedy_decode(model, [prompt] * len(features), decoding)
+    return [row[: row.index(eot)] if eot in row else row for row in (r.tokens for r in decoded)]
 
 
 def max_logit_difference(transcriber: Transcriber, hf_model, features: torch.Tensor, tokens: list[int]) -> float:
@@ -98,6 +99,54 @@ def compare(transcriber: Transcriber, hf_model, features: torch.Tensor, names: l
     ]
 
 
+def first_difference_margins(reference, ours: list[list[int]], theirs: list[list[int]], mel: torch.Tensor, prompt: list[int]) -> list[dict]:
+    """Where the rows part, how far apart the two choices are in `reference`'s (an fp32 model's) logits: near 0, a
+    near-tie that another precision may fairly break the other way."""
+    found = []
+    for row, (a, b) in enumerate(zip(ours, theirs)):
+        at = first_difference(a, b)
+        if at is None or at == min(len(a), len(b)):
+            continue  # equal, or one stopped where the other went on: no two choices to compare
+        tokens = torch.tensor([prompt + a[:at]], device=mel.device)
+        with torch.inference_mode():
+            logits = reference(mel[row : row + 1].float(), tokens)[0, -1]
+        found.append({"row": row, "position": at, "margin": abs(float(logits[a[at]] - logits[b[at]]))})
+    return found
+
+
+def device_parity(path: Path, device: torch.device, dtype: torch.dtype, samples: torch.Tensor, tokens: int, prompt: list[int],
+                  rules: tuple) -> dict:  # fmt: skip
+    """Greedy tokens, ours against transformers' generate on the same log-mel (ours), in fp32 and in `dtype`, on a
+    device: identical, or the agreement and, at each first difference, the fp32 margin between the two choices."""
+    from oracle import hf_greedy_tokens
+    from transformers import WhisperForConditionalGeneration
+
+    from distilwhisper.audio import log_mel_spectrogram
+    from distilwhisper.decoding import Decoding
+    from distilwhisper.weights import load_whisper
+
+    report, reference = {}, load_whisper(path, dtype=torch.float32, device=device)
+    mel = log_mel_spectrogram(samples.to(device), reference.dims.n_mels)
+    eot = common.EOT
+    for run_dtype in dict.fromkeys([torch.float32, dtype]):
+        ours = reference if run_dtype == torch.float32 else load_whisper(path, dtype=run_dtype, device=device)
+        theirs = WhisperForConditionalGeneration.from_pretrained(path, attn_implementation="sdpa").to(device=device, dtype=run_dtype).eval()
+        features = mel.to(run_dtype)
+        with torch.inference_mode():
+            ours.decoder.setup_caches(ours.encoder(features))
+            got = [r.tokens for r in greedy_decode(ours, [prompt] * len(features), Decoding(eot, tokens, rules))]
+            expected = hf_greedy_tokens(theirs, features, max_new_tokens=tokens)
+        agreeing = sum(len(a) if (i := first_difference(a, b)) is None else i for a, b in zip(got, expected))
+        report[str(run_dtype)] = {
+            "identical": got == expected,
+            "rows_identical": sum(a == b for a, b in zip(got, expected)) / len(got),
+            "agreeing_prefix": agreeing / max(1, sum(map(max, map(len, got), map(len, expected)))),
+            "first_differences": first_difference_margins(reference, got, expected, mel, prompt),
+        }
+        del ours, theirs
+    return report
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("audio", nargs="+", help="audio files (over 30 s: their first 30 s)")
@@ -114,20 +163,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:  # only here, so that --help works without it
-        from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
-    except ModuleNotFoundError:
-        print('bench/parity.py needs transformers: pip install "distilwhisper[bench]"', file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> dict:
+    """Both engines on every file, a line each as it is done; the summary, with every file's Parity."""
+    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
     model_dir = resolve_model_dir(args.model)  # a short name or hub id, found once for both engines
     transcriber = load_model(model_dir, device=args.device, dtype="float32")
     hf_model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).to(args.device).eval()
     extractor = WhisperFeatureExtractor.from_pretrained(model_dir)
-    prompt = transcriber.prompt(args.language, args.task, args.max_new_tokens)
-    max_new_tokens = args.max_new_tokens or transcriber.default_max_new_tokens(prompt)
+    plan = transcriber.plan(TranscribeOptions(args.language, args.task, args.max_new_tokens))
+    # Without --language on a multilingual checkpoint our side reads <|en|>, as the help says, not a detection.
+    prompt = plan.prompt(transcriber.tokenizer.language_token("en") if plan.detect_from else None)
     options = {k: v for k, v in (("language", args.language), ("task", args.task)) if v is not None}
 
     reports = []
@@ -135,20 +181,32 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.audio:
         samples = pad_or_trim(load_audio(path), N_SAMPLES)
         features = extractor(samples, sampling_rate=16000, return_tensors="pt").input_features.to(args.device)
-        (report,) = compare(transcriber, hf_model, features, [path], prompt, max_new_tokens, **options)
+        (report,) = compare(transcriber, hf_model, features, [path], prompt, plan.decoding.max_new_tokens, **options)
         verdict = "identical" if report.identical else f"differ at token {report.first_difference}"
         print(f"{len(report.theirs):>6}  {verdict:<22}  {report.max_logit_difference:12.2e}  {path}", flush=True)
         reports.append(report)
     identical = sum(r.identical for r in reports)
     worst = max(r.max_logit_difference for r in reports)
-    ok = identical == len(reports) and worst <= args.tolerance
-    print(f"{identical} of {len(reports)} files token-identical to transformers; max |logit difference| {worst:.2e} "
-          f"({'within' if worst <= args.tolerance else 'over'} {args.tolerance:g})")  # fmt: skip
+    return {"model": str(args.model), "identical": identical, "files": len(reports), "max_logit_difference": worst,
+            "tolerance": args.tolerance, "ok": identical == len(reports) and worst <= args.tolerance,
+            "reports": [asdict(r) for r in reports]}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:  # only here, so that --help works without it
+        import transformers
+    except ModuleNotFoundError:
+        print('bench/parity.py needs transformers: pip install "distilwhisper[bench]"', file=sys.stderr)
+        return 2
+    transformers.logging.set_verbosity_error()  # its notes on generation settings would bury the report
+    summary = run(args)
+    worst, within = summary["max_logit_difference"], summary["max_logit_difference"] <= args.tolerance
+    print(f"{summary['identical']} of {summary['files']} files token-identical to transformers; max |logit difference| "
+          f"{worst:.2e} ({'within' if within else 'over'} {args.tolerance:g})")  # fmt: skip
     if args.json:
-        summary = {"model": str(args.model), "identical": identical, "files": len(reports), "max_logit_difference": worst,
-                   "tolerance": args.tolerance, "ok": ok, "reports": [asdict(r) for r in reports]}  # fmt: skip
         write_atomically(Path(args.json), json.dumps(summary, indent=1))
-    return 0 if ok else 1
+    return 0 if summary["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -22,38 +22,31 @@ Every speculative result is checked against plain greedy's tokens: a speed-up of
 """
 
 import argparse
-import json
-import statistics
-import sys
-import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared"
+from common import DIMS, EOT, PROMPT, SHARED, Clock, emit, print_table
 
-from distilwhisper import load_audio, log_mel_spectrogram, pad_or_trim  # noqa: E402
-from distilwhisper.audio import N_SAMPLES, SAMPLE_RATE  # noqa: E402
-from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode  # noqa: E402
-from distilwhisper.model import Decoder, ModelDims, Whisper  # noqa: E402
-from distilwhisper.speculative import SELF_DRAFT, Assistant, load_assistant, speculative_decode  # noqa: E402
-from distilwhisper.weights import load_generation_defaults, load_whisper  # noqa: E402
+from distilwhisper import load_audio, log_mel_spectrogram, pad_or_trim
+from distilwhisper.audio import N_SAMPLES, SAMPLE_RATE
+from distilwhisper.decoding import Decoding, SuppressAtBegin, SuppressTokens, WindowResult, greedy_decode
+from distilwhisper.model import Decoder, ModelDims, Whisper
+from distilwhisper.speculative import SELF_DRAFT, Assistant, Fixed, Heuristic, Schedule, load_assistant, speculative_decode
+from distilwhisper.weights import load_generation_defaults, load_whisper
 
 PARTS = ["cost", "controlled", "real-speech"]
-PROMPT = [50258, 50259, 50359, 50363]
-EOT, NO_SPEECH = 50257, 50362
-# Main models with random weights; the draft is always 2 of their decoder layers over the same encoder.
-RANDOM_DIMS = {
-    "large-v2": dict(n_mels=80, n_audio_ctx=1500, n_text_ctx=448, n_vocab=51865, d_model=1280, encoder_layers=32,
-                     encoder_heads=20, encoder_ffn=5120, decoder_layers=32, decoder_heads=20, decoder_ffn=5120),
-    "tiny": dict(n_mels=80, n_audio_ctx=1500, n_text_ctx=448, n_vocab=51865, d_model=64, encoder_layers=1,
-                 encoder_heads=4, encoder_ffn=128, decoder_layers=4, decoder_heads=4, decoder_ffn=128),  # a smoke test
-}  # fmt: skip
+NO_SPEECH = 50362
+# Main models with random weights (--random-dims); the draft is always 2 of their decoder layers over the same encoder.
+RANDOM_DIMS = {"large-v2": DIMS["large-v2"], "tiny": DIMS["tiny-2dec"] | {"decoder_layers": 4}}  # tiny: a smoke test
+# How a round's number of proposals is chosen: transformers' heuristic (k from 5, +2 / -1), that plus stopping once
+# the draft doubts every row's last proposal (transformers' assistant_confidence_threshold 0.4), a fixed k.
+SCHEDULES = {"heuristic": Heuristic(), "heuristic + confidence 0.4": Heuristic(confidence=0.4), "fixed 4": Fixed(4)}
+# The controlled part's schedules: the heuristic from 5, and fixed k.
+CONTROLLED_SCHEDULES = [Heuristic(), Fixed(4), Fixed(8)]
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(SHARED / "models" / "whisper-base"))
     parser.add_argument("--random-dims", choices=sorted(RANDOM_DIMS), default=None,
@@ -69,25 +62,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS)
     parser.add_argument("--json", default=None, help="also write the JSON here")
-    return parser.parse_args()
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device, runs: int) -> float:
-    """Median seconds of `runs` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(runs):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return parser.parse_args(argv)
 
 
 def student_of(model: Whisper, layers: tuple[int, ...] = (0, -1)) -> Decoder:
@@ -95,15 +70,15 @@ def student_of(model: Whisper, layers: tuple[int, ...] = (0, -1)) -> Decoder:
     import copy
 
     decoder = copy.deepcopy(model.decoder)
-    decoder.layers = torch.nn.ModuleList(decoder.layers[i] for i in layers)
+    decoder.layers = torch.nn.ModuleList(decoder.layers[i] for i in layers)  # type: ignore[assignment]
     return decoder
 
 
 def random_models(name: str, device, dtype, seed: int) -> tuple[Whisper, Decoder]:
     torch.manual_seed(seed)
-    dims = ModelDims(**RANDOM_DIMS[name])
+    config = RANDOM_DIMS[name] | dict(max_source_positions=1500, max_target_positions=448, vocab_size=51865)
     with torch.device(device):
-        model = Whisper(dims).to(dtype).eval().requires_grad_(False)
+        model = Whisper(ModelDims.from_config(config)).to(dtype).eval().requires_grad_(False)
     return model, student_of(model)  # distil-large-v2: the teacher's encoder, 2 decoder layers
 
 
@@ -117,11 +92,11 @@ class ControlledDraft(torch.nn.Module):
         self.decoder, self.reference, self.hit_rate = decoder, reference, hit_rate
         self.generator = torch.Generator(device=reference.device).manual_seed(seed)
 
-    def setup_caches(self, audio_features: torch.Tensor, cross_from: Decoder | None = None, share_self: bool = False) -> None:
-        self.decoder.setup_caches(audio_features, cross_from, share_self)
+    def setup_caches(self, audio_features: torch.Tensor) -> None:
+        self.decoder.setup_caches(audio_features)
 
-    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
-        logits = self.decoder(tokens, input_pos)
+    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, filled: int | None = None) -> torch.Tensor:
+        logits = self.decoder(tokens, input_pos, filled)
         positions = (input_pos if input_pos.ndim == 2 else input_pos.expand(tokens.shape[0], -1)) + 1
         right = self.reference.gather(1, positions.clamp(max=self.reference.shape[1] - 1))
         hit = torch.rand(right.shape, generator=self.generator, device=right.device) < self.hit_rate
@@ -129,86 +104,94 @@ class ControlledDraft(torch.nn.Module):
         return logits.scatter(2, right[..., None], value[..., None])
 
 
+def greedy(model: Whisper, features: torch.Tensor, rules: tuple, max_new_tokens: int) -> list[WindowResult]:
+    model.decoder.setup_caches(features)
+    return greedy_decode(model, [PROMPT] * len(features), Decoding(EOT, max_new_tokens, rules, NO_SPEECH))
+
+
+def speculative(model: Whisper, assistant: Assistant, features: torch.Tensor, rules: tuple, max_new_tokens: int,
+                schedule: Schedule) -> list[WindowResult]:  # fmt: skip
+    model.decoder.setup_caches(features)
+    assistant.setup_caches(model.decoder, features, features)  # the drafts here read the main model's features
+    decoding = Decoding(EOT, max_new_tokens, rules, NO_SPEECH)
+    return speculative_decode(model, assistant, [PROMPT] * len(features), decoding, schedule=schedule)
+
+
 def greedy_reference(model, features, rules, max_new_tokens) -> tuple[list[list[int]], torch.Tensor]:
     """Plain greedy's tokens, and (batch, positions) prompt + tokens + end tokens for ControlledDraft."""
-    result = greedy_decode(model, features, PROMPT, EOT, rules, max_new_tokens, NO_SPEECH)
+    tokens = [r.tokens for r in greedy(model, features, rules, max_new_tokens)]
     reference = torch.full((features.shape[0], model.dims.n_text_ctx + 1), EOT, device=features.device)
-    for b, row in enumerate(result.tokens):
+    for b, row in enumerate(tokens):
         reference[b, : len(PROMPT) + len(row)] = torch.tensor(PROMPT + row)
-    return result.tokens, reference
+    return tokens, reference
+
+
+def acceptance(results: list[WindowResult]) -> float:
+    rates = [r.acceptance_rate for r in results if r.acceptance_rate is not None]
+    return sum(rates) / len(rates) if rates else float("nan")
 
 
 @torch.inference_mode()
 def cost_table(model, draft: Decoder, features_of, args, device) -> list[dict]:
-    rows = []
+    rows, clock = [], Clock(device)
     for batch in args.batches:
         features = features_of(batch)
         model.decoder.setup_caches(features)
         draft.setup_caches(features)
         start = torch.full((batch, 100), 440, device=device)  # any tokens: a cost does not depend on them
-        model.decoder(start, torch.arange(100, device=device))
-        draft(start, torch.arange(100, device=device))
-        step = timed(lambda: model.decoder(start[:, :1], torch.tensor([100], device=device)), device, args.runs)
-        draft_step = timed(lambda: draft(start[:, :1], torch.full((batch, 1), 100, device=device)), device, args.runs)
+        model.decoder(start, torch.arange(100, device=device), 100)
+        draft(start, torch.arange(100, device=device), 100)
+        step = clock.time(lambda: model.decoder(start[:, :1], torch.tensor([100], device=device), 101), args.runs)
+        draft_step = clock.time(lambda: draft(start[:, :1], torch.full((batch, 1), 100, device=device), 101), args.runs)
         for k in args.ks:
             positions = (100 + torch.arange(k + 1, device=device)).expand(batch, -1)
-            verify = timed(lambda: model.decoder(start[:, : k + 1], positions), device, args.runs)
+            verify = clock.time(lambda: model.decoder(start[:, : k + 1], positions, 101 + k), args.runs)
             rows.append(dict(batch=batch, k=k, greedy_step_ms=step * 1e3, draft_step_ms=draft_step * 1e3,
                              verify_ms=verify * 1e3, verify_over_step=verify / step))
     return rows
 
 
+def schedule_columns(schedule: Schedule) -> tuple[int, bool]:
+    """(k of its first round, whether it adapts), as the tables print them."""
+    return schedule.start, isinstance(schedule, Heuristic)
+
+
 @torch.inference_mode()
 def controlled_table(model, draft: Decoder, features_of, rules, args, device) -> list[dict]:
-    rows = []
+    rows, clock = [], Clock(device)
     for batch in args.batches:
         features = features_of(batch)
         expected, reference = greedy_reference(model, features, rules, args.max_new_tokens)
-        plain = timed(lambda: greedy_decode(model, features, PROMPT, EOT, rules, args.max_new_tokens, NO_SPEECH), device, args.runs)
+        plain = clock.time(lambda: greedy(model, features, rules, args.max_new_tokens), args.runs)
         for rate in args.rates:
-            for k, adapt in [(5, True), (4, False), (8, False)]:
-                assistant = Assistant(ControlledDraft(draft, reference, rate, args.seed))
-                result = {}
-
-                def run():
-                    result["r"] = speculative_decode(model, assistant, features, features, PROMPT, EOT, rules,
-                                                     args.max_new_tokens, NO_SPEECH, draft_tokens=k, adapt=adapt)
-
-                seconds = timed(run, device, args.runs)
-                assert result["r"].tokens == expected, "speculative decoding differed from plain greedy"
-                accepted = statistics.mean(result["r"].acceptance_rates)
-                rows.append(dict(batch=batch, hit_rate=rate, k=k, adaptive=adapt, acceptance=accepted,
+            for schedule in CONTROLLED_SCHEDULES:
+                assistant = Assistant(ControlledDraft(draft, reference, rate, args.seed))  # type: ignore[arg-type]
+                results: list = []
+                seconds = clock.time(lambda: results.append(speculative(model, assistant, features, rules, args.max_new_tokens, schedule)), args.runs)
+                assert [r.tokens for r in results[-1]] == expected, "speculative decoding differed from plain greedy"
+                k, adaptive = schedule_columns(schedule)
+                rows.append(dict(batch=batch, hit_rate=rate, k=k, adaptive=adaptive, acceptance=acceptance(results[-1]),
                                  greedy_s=plain, speculative_s=seconds, speedup=plain / seconds))
     return rows
-
-
-# How a round's number of proposals is chosen: transformers' heuristic (k from 5, +2 / -1), that plus
-# stopping once the draft doubts every row's last proposal (transformers' assistant_confidence_threshold 0.4), a fixed k.
-SCHEDULES = {"heuristic": dict(), "heuristic + confidence 0.4": dict(confidence=0.4), "fixed 4": dict(draft_tokens=4, adapt=False)}
 
 
 @torch.inference_mode()
 def real_speech_table(model, draft: Decoder, rules, args) -> list[dict]:
     """Per file, batch 1, the real drafts (the 2-layer student, the int8 self-draft) under each schedule."""
     drafts = {"student": Assistant(draft), "int8": load_assistant(SELF_DRAFT, model)}
-    rows = []
+    rows, clock = [], Clock("cpu")
     for name, samples in (window for path in args.audio for window in windows(path)):
         mel = log_mel_spectrogram(pad_or_trim(samples), model.dims.n_mels)[None]
         features = model.encoder(mel)
-        expected = greedy_decode(model, features, PROMPT, EOT, rules, args.max_new_tokens, NO_SPEECH).tokens
-        plain = timed(lambda: greedy_decode(model, features, PROMPT, EOT, rules, args.max_new_tokens, NO_SPEECH), torch.device("cpu"), args.runs)
+        expected = [r.tokens for r in greedy(model, features, rules, args.max_new_tokens)]
+        plain = clock.time(lambda: greedy(model, features, rules, args.max_new_tokens), args.runs)
         for draft_name, assistant in drafts.items():
-            for schedule, options in SCHEDULES.items():
-                result = {}
-
-                def run():
-                    result["r"] = speculative_decode(model, assistant, features, features, PROMPT, EOT, rules,
-                                                     args.max_new_tokens, NO_SPEECH, **options)  # fmt: skip
-
-                seconds = timed(run, torch.device("cpu"), args.runs)
-                assert result["r"].tokens == expected, f"{name}: the {draft_name} draft changed the output"
-                rows.append(dict(file=name, tokens=len(expected[0]), draft=draft_name, schedule=schedule,
-                                 acceptance=result["r"].acceptance_rates[0], greedy_s=plain, speculative_s=seconds,
+            for schedule_label, schedule in SCHEDULES.items():
+                results: list = []
+                seconds = clock.time(lambda: results.append(speculative(model, assistant, features, rules, args.max_new_tokens, schedule)), args.runs)
+                assert [r.tokens for r in results[-1]] == expected, f"{name}: the {draft_name} draft changed the output"
+                rows.append(dict(file=name, tokens=len(expected[0]), draft=draft_name, schedule=schedule_label,
+                                 acceptance=results[-1][0].acceptance_rate, greedy_s=plain, speculative_s=seconds,
                                  speedup=plain / seconds))  # fmt: skip
     return rows
 
@@ -221,35 +204,23 @@ def windows(path: str) -> list[tuple[str, torch.Tensor]]:
     return [(f"{name}@{start // SAMPLE_RATE}s", samples[start : start + N_SAMPLES]) for start in range(0, len(samples), N_SAMPLES)]
 
 
-def print_table(title: str, rows: list[dict]) -> None:
-    print(f"\n{title}")
-    if not rows:
-        return
-    print(" | ".join(rows[0]))
-    for row in rows:
-        print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()))
-
-
-def main() -> None:
-    args = parse_args()
+def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     if args.random_dims:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
         model, draft = random_models(args.random_dims, device, dtype, args.seed)
-        rules = [SuppressTokens([EOT]), SuppressAtBegin([220])]  # random weights: run to --max-new-tokens
+        rules: tuple = (SuppressTokens([EOT]), SuppressAtBegin([220]))  # random weights: run to --max-new-tokens
         generator = torch.Generator(device=device).manual_seed(args.seed)
         mel = torch.randn(max(args.batches), model.dims.n_mels, 3000, generator=generator, device=device, dtype=dtype)
-        with torch.inference_mode():
-            all_features = model.encoder(mel)
     else:
         model = load_whisper(args.model, device=device)
         draft = student_of(model)
         defaults = load_generation_defaults(Path(args.model))
-        rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+        rules = (SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens))
         mels = [log_mel_spectrogram(pad_or_trim(torch.from_numpy(load_audio(p))), model.dims.n_mels) for p in args.audio]
         mel = torch.stack([mels[i % len(mels)] for i in range(max(args.batches))]).to(device)
-        with torch.inference_mode():
-            all_features = model.encoder(mel)
+    with torch.inference_mode():
+        all_features = model.encoder(mel)
 
     def features_of(batch: int) -> torch.Tensor:
         return all_features[:batch]
@@ -265,11 +236,12 @@ def main() -> None:
     if "real-speech" in args.parts and not args.random_dims and device.type == "cpu":
         report["real_speech"] = real_speech_table(model, draft, rules, args)
         print_table("the student and the int8 self-draft on real speech, batch 1, per draft-length schedule", report["real_speech"])
-    line = json.dumps(report)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(line + "\n")
-    print(line)
+    return report
+
+
+def main() -> None:
+    args = parse_args()
+    emit(run(args), args.json)
 
 
 if __name__ == "__main__":

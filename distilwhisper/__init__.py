@@ -3,11 +3,12 @@
 from .audio import load_audio, log_mel_spectrogram, pad_or_trim
 from .errors import DistilWhisperError
 from .model import ModelDims, Whisper
+from .options import TranscribeOptions
 from .transcribe import Segment, Transcriber, Transcription, load_model
 from .version import __version__
 from .weights import load_whisper
 
 __all__ = [
-    "DistilWhisperError", "ModelDims", "Segment", "Transcriber", "Transcription", "Whisper", "__version__",
+    "DistilWhisperError", "ModelDims", "Segment", "TranscribeOptions", "Transcriber", "Transcription", "Whisper", "__version__",
     "load_audio", "load_model", "load_whisper", "log_mel_spectrogram", "pad_or_trim",
 ]  # fmt: skip

@@ -30,6 +30,7 @@ HOP_LENGTH = 160
 CHUNK_LENGTH = 30
 N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30-second chunk
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 frames in a mel spectrogram input
+TIME_PRECISION = 0.02  # seconds per timestamp token: two mel frames, one encoder position
 # The loudest samples log_mel_spectrogram surely takes: a frame's power is at most (window sum x peak)^2 =
 # (200 x peak)^2, finite in float32 for peaks up to 9e16. Audio belongs in [-1, 1]; int32 scale is 2e9.
 LOUDEST_SAMPLE = 1e16
@@ -489,13 +490,27 @@ def log_mel_spectrogram(audio: torch.Tensor | np.ndarray, n_mels: int = 80, devi
     Returns float32 (n_mels, frames) or (batch, n_mels, frames) on `device` (default: the input's).
     Pad with pad_or_trim first: the encoder expects N_SAMPLES samples, i.e. N_FRAMES frames.
     """
+    audio = _feature_samples(audio, device)
+    filters = mel_filters(n_mels, audio.device)
+    window = torch.hann_window(N_FFT, device=audio.device)
+    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, return_complex=True)
+    # Whisper drops the last frame, so N_SAMPLES samples give exactly N_FRAMES frames.
+    power = stft[..., :-1].abs() ** 2
+    log_spec = (filters @ power).clamp(min=1e-10).log10()
+    peak = log_spec.amax(dim=(-2, -1), keepdim=True)
+    _check_finite(audio, peak)
+    # Keep 80 dB below each example's own peak, then scale to roughly [-1, 1].
+    log_spec = torch.maximum(log_spec, peak - 8.0)
+    return (log_spec + 4.0) / 4.0
+
+
+def _feature_samples(audio: torch.Tensor | np.ndarray, device) -> torch.Tensor:
+    """log_mel_spectrogram's input as float32 samples on `device`, or a one-line error saying what is wrong."""
     if isinstance(audio, np.ndarray) and audio.dtype.kind in "fiu":
         audio = torch.from_numpy(torch_ready(audio))
     if not isinstance(audio, torch.Tensor) or audio.is_complex() or audio.dtype == torch.bool:
         got = f"{type(audio).__name__} of {audio.dtype}" if hasattr(audio, "dtype") else type(audio).__name__
-        raise DistilWhisperError(
-            f"log_mel_spectrogram expects real samples as a numpy array or torch tensor, got {got}"
-        )
+        raise DistilWhisperError(f"log_mel_spectrogram expects real samples as a numpy array or torch tensor, got {got}")
     try:
         audio = audio.to(device=device, dtype=torch.float32)
     except (RuntimeError, TypeError, AssertionError) as e:  # an unknown device, or one not here (CUDA asserts)
@@ -505,22 +520,16 @@ def log_mel_spectrogram(audio: torch.Tensor | np.ndarray, n_mels: int = 80, devi
             f"expected audio of shape (samples,) or (batch, samples) with a batch of at least one and more than "
             f"{N_FFT // 2} samples, got {tuple(audio.shape)}"
         )
-    filters = mel_filters(n_mels, audio.device)
-    finite = torch.isfinite(audio).all()  # read with the result's check below: one host sync per call
-    window = torch.hann_window(N_FFT, device=audio.device)
-    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, return_complex=True)
-    # Whisper drops the last frame, so N_SAMPLES samples give exactly N_FRAMES frames.
-    power = stft[..., :-1].abs() ** 2
-    log_spec = (filters @ power).clamp(min=1e-10).log10()
-    peak = log_spec.amax(dim=(-2, -1), keepdim=True)
-    # Finite samples from about 1e17 up overflow float32's power to inf (or NaN): the peak shows it if any bin does.
-    if not (finite & torch.isfinite(peak).all()):
-        if not finite:
-            raise DistilWhisperError("audio passed to log_mel_spectrogram contains NaN or infinite samples")
+    return audio
+
+
+def _check_finite(audio: torch.Tensor, peak: torch.Tensor) -> None:
+    """NaN or infinite samples, or samples so loud (from about 1e17 up) that float32's power overflows to inf: the
+    peak of the features shows it if any bin does. One read from the device for both."""
+    finite, peak_finite = torch.stack([torch.isfinite(audio).all(), torch.isfinite(peak).all()]).tolist()
+    if not finite:
+        raise DistilWhisperError("audio passed to log_mel_spectrogram contains NaN or infinite samples")
+    if not peak_finite:
         raise DistilWhisperError(
-            "audio passed to log_mel_spectrogram is too loud: its power overflows float32 "
-            "(samples should lie in [-1, 1])"
+            "audio passed to log_mel_spectrogram is too loud: its power overflows float32 (samples should lie in [-1, 1])"
         )
-    # Keep 80 dB below each example's own peak, then scale to roughly [-1, 1].
-    log_spec = torch.maximum(log_spec, peak - 8.0)
-    return (log_spec + 4.0) / 4.0

@@ -16,9 +16,16 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+import torch
+
+from .audio import AudioStream
+from .devices import DTYPES
 from .errors import DistilWhisperError, first_line
-from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples
-from .transcribe import DTYPES, Progress, Segment, Transcriber, Transcription, is_short, load_model, open_audio
+from .inputs import open_audio
+from .longform import DEFAULT_CHUNK_LENGTH
+from .options import TranscribeOptions
+from .plan import DecodePlan
+from .transcribe import Progress, Segment, Transcriber, Transcription, load_model
 from .version import __version__
 from .weights import MODEL_NAMES
 
@@ -103,8 +110,8 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_transcription_options(parser, args)
     args.timestamps = args.timestamps or args.output_format in SUBTITLES
+    check_transcription_options(parser, args)
     # Only printed output needs the name: JSON carries "file", and an output file holds one transcript.
     wanted = len(args.audio) > 1 if args.with_filename is None else args.with_filename
     args.with_filename = wanted and args.output_format != "json" and args.output_dir is None
@@ -112,11 +119,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def check_transcription_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse, as argparse refuses a bad option (usage, one line, status 2), what add_transcription_options can't."""
-    if args.batch_size is not None and args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
+    """`args.options`, the flags as TranscribeOptions; what those refuse is refused as argparse refuses a bad
+    option (usage, one line, status 2), naming the flag."""
     try:
-        chunk_samples(args.chunk_length)
+        args.options = TranscribeOptions(
+            language=args.language, task=args.task, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+            chunk_length=args.chunk_length, return_timestamps=getattr(args, "timestamps", False),
+            initial_prompt=args.initial_prompt,
+        )  # fmt: skip
     except DistilWhisperError as e:
         parser.error(flag_names(str(e), args))
 
@@ -233,12 +243,16 @@ def drop_clashing_outputs(sources: list[str], args: argparse.Namespace) -> list[
     return kept
 
 
-def progress_bar(name: str) -> Progress:
-    """transcribe's progress callback, drawing `name: [######              ] 12/40 chunks, 31.2 audio s/s` in place
-    on stderr (a count alone when the total is unknown). The caller erases it with `erase_progress()`."""
-    started = time.monotonic()
+def progress_bars(names: list[str]) -> Progress:
+    """transcribe's progress callback for long inputs named `names`, decoded in that order, each announced by a
+    call with no chunk done: draws `name: [######              ] 12/40 chunks, 31.2 audio s/s` in place on stderr (a
+    count alone when the total is unknown), each input's bar over the last one's. `erase_progress()` clears it."""
+    upcoming, name, started = iter(names), "", time.monotonic()
 
     def draw(done: int, total: int | None, seconds: float) -> None:
+        nonlocal name, started
+        if done == 0:
+            name, started = next(upcoming, name), time.monotonic()
         rate = seconds / max(time.monotonic() - started, 1e-9)
         count = f"[{'#' * (20 * min(done, total) // total):<20}] {done}/{total}" if total else str(done)
         print(f"\r{name}: {count} chunks, {rate:.1f} audio s/s\033[K", end="", file=sys.stderr, flush=True)
@@ -250,68 +264,63 @@ def erase_progress() -> None:
     print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
-def transcribe_batch(transcriber: Transcriber, sources: list[str], args: argparse.Namespace, spool: str = "") -> int:
+def transcribe_batch(transcriber: Transcriber, plan: DecodePlan, sources: list[str], args: argparse.Namespace, spool: str = "") -> int:
     """Transcribe the files that load, write or print each result; return how many files failed. Standard
-    input, when it is one of them, is copied into the folder `spool` first.
-
-    The short files are decoded together; each long one alone, read as it is decoded, with its own progress
-    bar, so that a file failing part-way (ffmpeg exiting with an error) fails alone.
-    """
-    loaded = []
+    input, when it is one of them, is copied into the folder `spool` first. A file that fails (a stream failing
+    part-way as ffmpeg exits with an error, running out of memory) fails alone: the others are still written."""
+    loaded: list[tuple[str, torch.Tensor | AudioStream]] = []
     for source in sources:
         try:  # standard input is read here, so that it fails alone like any file (main lets "-" in once)
-            audio = open_audio(spool_stdin(spool), input_name(source)) if source == STDIN else open_audio(source)
-            loaded.append((source, audio))
+            loaded.append((source, open_audio(spool_stdin(spool), input_name(source)) if source == STDIN else open_audio(source)))
         except DistilWhisperError as e:  # its message names the file
             fail(str(e))
         except Exception as e:  # noqa: BLE001 - a file that cannot be read (out of memory...) fails alone
             fail(f"{input_name(source)}: {describe(e)}")
-    options = dict(language=args.language, task=args.task, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                   chunk_length=args.chunk_length, return_timestamps=args.timestamps, initial_prompt=args.initial_prompt)  # fmt: skip
-    short = [i for i, (_, audio) in enumerate(loaded) if is_short(audio)]
-    groups = [short] + [[i] for i, (_, audio) in enumerate(loaded) if not is_short(audio)]
-    failures, results = len(sources) - len(loaded), dict[int, Transcription]()
-    for group in filter(None, groups):
-        show_progress = not args.quiet and sys.stderr.isatty() and group is not short
-        try:
-            progress = progress_bar(input_name(loaded[group[0]][0])) if show_progress else None
-            transcripts = transcriber.transcribe([loaded[i][1] for i in group], progress=progress, **options)
-            results.update(zip(group, transcripts))
-        except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error, a file failing part-way: the others still run
-            for i in group:
-                name, reason = input_name(loaded[i][0]), describe(e)
-                fail(reason if isinstance(e, DistilWhisperError) and name in reason else f"{name}: {reason}")  # named once
-            failures += len(group)
-        finally:
-            if show_progress:
-                erase_progress()
-    for i, (source, audio) in enumerate(loaded):
-        if i not in results:
-            continue
-        result = results[i]
-        if result.truncated and not is_short(audio):
+    long_names = [input_name(source) for source, audio in loaded if isinstance(audio, AudioStream)]
+    progress = progress_bars(long_names) if long_names and not args.quiet and sys.stderr.isatty() else None
+    failures, results = len(sources) - len(loaded), []
+    try:
+        outcomes = transcriber.outcomes(((None, audio) for _, audio in loaded), plan, args.options, progress)
+        for (source, audio), outcome in zip(loaded, outcomes):
+            if isinstance(outcome, Exception):
+                name, reason = input_name(source), describe(outcome)
+                fail(reason if isinstance(outcome, DistilWhisperError) and name in reason else f"{name}: {reason}")  # named once
+                failures += 1
+            else:
+                results.append((source, audio, outcome))
+    finally:
+        if progress:
+            erase_progress()
+    for source, audio, result in results:
+        if result.truncated and isinstance(audio, AudioStream):
             warn(f"{input_name(source)}: some chunk's transcript was cut at --max-new-tokens before its end")
         elif result.truncated:
             warn(f"{input_name(source)}: the transcript was cut at {len(result.tokens)} tokens (--max-new-tokens) before its end")
-        output = render(result, input_name(source), args.output_format, args.timestamps)
-        if args.output_dir is None:
-            # A blank line parts one file's last cue from the next file's header, as it parts cues.
-            end = "\n\n" if args.output_format in SUBTITLES and len(args.audio) > 1 else "\n"
-            try:
-                print(with_filename(output, printable(source), args) if args.with_filename else output, end=end, flush=True)
-            except BrokenPipeError:
-                raise  # the reader has gone: main stops
-            except OSError as e:  # a full disk behind a redirection...
-                fail(f"{input_name(source)}: cannot write to standard output: {e.strerror or e}")
-                failures += 1
-            continue
-        target = output_path(source, args)
-        try:
-            write_atomically(target, output)
-        except OSError as e:
-            fail(f"{input_name(source)}: cannot write {target}: {e.strerror or e}")
-            failures += 1
+        failures += not emit(result, source, args)
     return failures
+
+
+def emit(result: Transcription, source: str, args: argparse.Namespace) -> bool:
+    """Print `result`, or write it into --output-dir; False (and one line on stderr) when that fails."""
+    output = render(result, input_name(source), args.output_format, args.timestamps)
+    if args.output_dir is None:
+        # A blank line parts one file's last cue from the next file's header, as it parts cues.
+        end = "\n\n" if args.output_format in SUBTITLES and len(args.audio) > 1 else "\n"
+        try:
+            print(with_filename(output, printable(source), args) if args.with_filename else output, end=end, flush=True)
+        except BrokenPipeError:
+            raise  # the reader has gone: main stops
+        except OSError as e:  # a full disk behind a redirection...
+            fail(f"{input_name(source)}: cannot write to standard output: {e.strerror or e}")
+            return False
+        return True
+    target = output_path(source, args)
+    try:
+        write_atomically(target, output)
+    except OSError as e:
+        fail(f"{input_name(source)}: cannot write {target}: {e.strerror or e}")
+        return False
+    return True
 
 
 def spool_stdin(folder: str) -> str:
@@ -352,14 +361,13 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         transcriber = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile, assistant=args.assistant)
-        # bad options fail before any work
-        transcriber.prompt(args.language, args.task, args.max_new_tokens, args.timestamps, args.initial_prompt)
-        args.batch_size = args.batch_size or transcriber.default_batch_size
+        plan = transcriber.plan(args.options)  # bad options fail before any work
     except Exception as e:  # noqa: BLE001 - a model that does not load or fit is one line, not a traceback
         fail(flag_names(describe(e), args))
         return 2
+    batch_size = args.batch_size or transcriber.default_batch_size
     sources = args.audio if args.output_dir is None else drop_clashing_outputs(args.audio, args)
-    batches = [sources[i : i + args.batch_size] for i in range(0, len(sources), args.batch_size)]
+    batches = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
     with contextlib.ExitStack() as cleanup:
         spool = ""  # where standard input's copy goes, when it is an input
         if STDIN in sources:
@@ -368,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
             except OSError as e:
                 fail(f"cannot make a temporary folder for standard input: {e.strerror or e}")
                 return 2
-        failures = len(args.audio) - len(sources) + sum(transcribe_batch(transcriber, batch, args, spool) for batch in batches)
+        failures = len(args.audio) - len(sources) + sum(transcribe_batch(transcriber, plan, batch, args, spool) for batch in batches)
     return 1 if failures else 0
 
 

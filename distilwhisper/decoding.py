@@ -6,12 +6,22 @@ one by one and composed in a list. The loop itself reads like the algorithm: pre
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .model import Whisper
+
+
+class Rule(Protocol):
+    def apply(self, logits: Tensor, generated: Tensor) -> None: ...
+
+
+# A decoder step, as Decoder.forward takes it: (tokens, input_pos, filled) -> logits.
+Step = Callable[[Tensor, Tensor, int | None], Tensor]
 
 
 class SuppressTokens:
@@ -92,94 +102,106 @@ class TimestampRules:
 
 
 @dataclass(frozen=True)
-class DecodingResult:
-    tokens: list[list[int]]  # per sequence, the tokens generated before the end token
-    avg_logprobs: list[float]  # mean log-probability of those tokens and the end token
-    no_speech_probs: list[float]  # probability of <|nospeech|> right after <|startoftranscript|>
-    truncated: list[bool]  # max_new_tokens, not the end token, stopped the sequence
-    proposed: list[int] | None = None  # speculative decoding: draft tokens proposed, per sequence
-    accepted: list[int] | None = None  # and of those, the ones the main model agreed with
+class Decoding:
+    """What a decoding loop is asked, besides the model and the prompts: when to stop and how to shape the logits.
+
+    The prompts (one per row, all of one length) carry <|startoftranscript|> at `sot_index`, after the previous
+    text of an initial prompt if any: the logits there give the no-speech probability, of the `no_speech` token.
+    """
+
+    eot: int
+    max_new_tokens: int
+    rules: tuple[Rule, ...] = ()
+    no_speech: int | None = None
+    sot_index: int = 0
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """What decoding one 30 s window gives: its generated tokens (timestamps among them, when asked for), their
+    confidence, whether max_new_tokens stopped them, the language it was decoded in and, with a draft model,
+    how many draft tokens were proposed and accepted."""
+
+    tokens: list[int]  # the tokens generated before the end token
+    avg_logprob: float  # mean log-probability of those tokens and the end token
+    no_speech_prob: float  # probability of `no_speech` right after <|startoftranscript|>
+    truncated: bool  # max_new_tokens, not the end token, stopped the sequence
+    language: str | None = None
+    proposed: int = 0  # speculative decoding: draft tokens proposed
+    accepted: int = 0  # and of those, the ones the main model agreed with
 
     @property
-    def acceptance_rates(self) -> list[float | None] | None:
-        """Speculative decoding: accepted / proposed draft tokens (None for a sequence that was proposed none)."""
-        if self.proposed is None or self.accepted is None:
-            return None
-        return [a / p if p else None for a, p in zip(self.accepted, self.proposed)]
+    def acceptance_rate(self) -> float | None:
+        """Accepted / proposed draft tokens; None when none was proposed (no draft model)."""
+        return self.accepted / self.proposed if self.proposed else None
+
+
+def row_results(rows: list[list[int]], eot: int, sum_logprobs: list[float], no_speech_probs: list[float]) -> list[WindowResult]:
+    """Each row's generated tokens (an end token and what follows it cut off) as a WindowResult."""
+    results = []
+    for row, total, no_speech in zip(rows, sum_logprobs, no_speech_probs):
+        tokens = row[: row.index(eot)] if eot in row else row
+        # Like openai/whisper, the end token counts in the average.
+        results.append(WindowResult(tokens, total / (len(tokens) + 1), no_speech, eot not in row))
+    return results
+
+
+def no_speech_probs(prompt_logits: Tensor, decoding: Decoding) -> list[float]:
+    """Each row's probability of `decoding.no_speech` at <|startoftranscript|> (NaN without such a token)."""
+    if decoding.no_speech is None:
+        return [float("nan")] * len(prompt_logits)
+    return prompt_logits[:, decoding.sot_index].float().softmax(dim=-1)[:, decoding.no_speech].tolist()
 
 
 @torch.inference_mode()
-def detect_language(model: Whisper, audio_features: Tensor, sot: int, language_tokens: list[int]) -> Tensor:
-    """Each sequence's likeliest language token, as transformers' generate() detects it when no language is
-    given: the logits after <|startoftranscript|> alone, every token but `language_tokens` masked (no
-    other logit rule), argmax.
-
-    One decoder step. It leaves the decoder's caches holding `audio_features`, so that greedy_decode(...,
-    caches_ready=True) can follow without computing the cross-attention keys and values again.
+def detect_language(model: Whisper, batch: int, sot: int, language_tokens: list[int] | tuple[int, ...]) -> Tensor:
+    """The likeliest language token of each of the `batch` rows whose audio features the decoder's caches hold
+    (`model.decoder.setup_caches(features)` first), as transformers' generate() detects it when no language is
+    given: the logits after <|startoftranscript|> alone, every token but `language_tokens` masked (no other
+    logit rule), argmax. One decoder step.
     """
-    batch, device = audio_features.shape[0], audio_features.device
-    model.decoder.setup_caches(audio_features)
-    logits = model.decoder(torch.full((batch, 1), sot, device=device), torch.zeros(1, dtype=torch.long, device=device))
+    device = model.decoder.embed_tokens.weight.device
+    logits = model.decoder(torch.full((batch, 1), sot, device=device), torch.zeros(1, dtype=torch.long, device=device), 1)
     candidates = torch.tensor(sorted(language_tokens), device=device)  # ascending: ties go to the lowest id, as in argmax
     return candidates[logits[:, -1, candidates].argmax(dim=-1)]
 
 
 @torch.inference_mode()
 def greedy_decode(
-    model: Whisper,
-    audio_features: Tensor,
-    prompt: list[int] | list[list[int]],
-    eot: int,
-    rules: list,
-    max_new_tokens: int,
-    no_speech: int | None = None,
-    caches_ready: bool = False,
-    decoder_step: Callable[[Tensor, Tensor], Tensor] | None = None,
-    sot_index: int = 0,
-) -> DecodingResult:
-    """Decode every sequence of the batch until it emits `eot` or `max_new_tokens` are generated.
+    model: Whisper, prompts: list[list[int]], decoding: Decoding, step: Step | None = None
+) -> list[WindowResult]:
+    """Decode every row until it emits `decoding.eot` or `decoding.max_new_tokens` are generated.
 
-    `prompt` is one prompt for the whole batch, or one per sequence, all of one length (each with the
-    language detected for it). <|startoftranscript|> stands at `sot_index` (after the previous text of
-    an initial prompt, if any): the logits there give the no-speech probability. `caches_ready`: the
-    decoder's caches already hold `audio_features` (detect_language just filled them). `decoder_step(tokens, input_pos)` runs the decoder for the
-    one-token steps after the prompt: `model.decoder` by default, or its compiled twin
-    (`compiled.compiled_steps`).
+    The decoder's caches hold the rows' audio features (`model.decoder.setup_caches(features)` first), one row
+    per prompt. `step(tokens, input_pos, filled)` runs the one-token steps after the prompt: `model.decoder` by
+    default, or its compiled twin (`compiled.compiled_steps`).
     """
-    decoder_step = model.decoder if decoder_step is None else decoder_step
-    batch, device = audio_features.shape[0], audio_features.device
-    if not caches_ready:
-        model.decoder.setup_caches(audio_features)
-    prompt_tokens = torch.tensor(prompt, device=device).expand(batch, -1)
+    step = model.decoder if step is None else step
+    batch, device, max_new_tokens = len(prompts), model.decoder.embed_tokens.weight.device, decoding.max_new_tokens
+    prompt_tokens = torch.tensor(prompts, device=device)
     prompt_length = prompt_tokens.shape[1]
-    prompt_logits = model.decoder(prompt_tokens, torch.arange(prompt_length, device=device))
-    no_speech_probs = prompt_logits[:, sot_index].float().softmax(dim=-1)[:, no_speech] if no_speech is not None else None
+    prompt_logits = model.decoder(prompt_tokens, torch.arange(prompt_length, device=device), prompt_length)
+    no_speech = no_speech_probs(prompt_logits, decoding)
     logits = prompt_logits[:, -1]
 
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     sum_logprobs = torch.zeros(batch, device=device)
-    generated = torch.full((batch, max_new_tokens), eot, device=device)
+    generated = torch.full((batch, max_new_tokens), decoding.eot, device=device)
     positions = torch.arange(prompt_length, prompt_length + max_new_tokens, device=device)  # sliced, never built per step
     check_every = END_CHECK_EVERY.get(device.type, 8)
-    for step in range(max_new_tokens):
+    for i in range(max_new_tokens):
         logits = logits.float()
-        for rule in rules:
-            rule.apply(logits, generated[:, :step])
-        next_tokens = torch.where(finished, eot, logits.argmax(dim=-1))
+        for rule in decoding.rules:
+            rule.apply(logits, generated[:, :i])
+        next_tokens = torch.where(finished, decoding.eot, logits.argmax(dim=-1))
         logprobs = logits.log_softmax(dim=-1).gather(1, next_tokens[:, None])[:, 0]
         sum_logprobs += torch.where(finished, 0.0, logprobs)
-        generated[:, step] = next_tokens
-        finished |= next_tokens == eot
-        if step == max_new_tokens - 1 or (step % check_every == check_every - 1 and finished.all()):
+        generated[:, i] = next_tokens
+        finished |= next_tokens == decoding.eot
+        if i == max_new_tokens - 1 or (i % check_every == check_every - 1 and finished.all()):
             break
-        logits = decoder_step(next_tokens[:, None], positions[step : step + 1])[:, -1]
-
-    rows = generated[:, : step + 1].tolist()
-    tokens = [row[: row.index(eot)] if eot in row else row for row in rows]
-    # Like openai/whisper, the end token counts in the average.
-    avg_logprobs = [total / (len(row) + 1) for total, row in zip(sum_logprobs.tolist(), tokens)]
-    no_speech_list = no_speech_probs.tolist() if no_speech_probs is not None else [float("nan")] * batch
-    return DecodingResult(tokens, avg_logprobs, no_speech_list, [eot not in row for row in rows])
+        logits = step(next_tokens[:, None], positions[i : i + 1], prompt_length + i + 1)[:, -1]
+    return row_results(generated[:, : i + 1].tolist(), decoding.eot, sum_logprobs.tolist(), no_speech)
 
 
 def finished_segments(tokens: list[int], timestamp_begin: int) -> tuple[list[int], int | None]:
@@ -200,75 +222,42 @@ def finished_segments(tokens: list[int], timestamp_begin: int) -> tuple[list[int
     return tokens[: pairs[-1] + 1], tokens[pairs[-1] - 1] - timestamp_begin
 
 
-# One decoding pass over a batch of windows: (mel, audio_features, prompts, caches_ready) -> DecodingResult,
-# `greedy_decode` or `speculative_decode` with everything else bound; `caches_ready` as in `greedy_decode`.
-DecodePass = Callable[[Tensor, Tensor, list[list[int]], bool], DecodingResult]
-
-
 @torch.inference_mode()
 def decode_in_passes(
-    decode_pass: DecodePass,
-    encoder: Callable[[Tensor], Tensor],
+    decode: Callable[[list[list[int]]], list[WindowResult]],
+    prepare: Callable[[Tensor], object],
     mel: Tensor,
-    audio_features: Tensor,
+    first: list[WindowResult],
     prompts: list[list[int]],
     timestamp_begin: int,
-    caches_ready: bool = False,
-) -> DecodingResult:
-    """Decoding of (batch, n_mels, 3000) log-mel windows with timestamp tokens (the pass's rules hold
-    TimestampRules), in passes as transformers' generate(return_timestamps=True) runs them;
-    `audio_features` are `encoder(mel)`, `prompts` one prompt per window.
+) -> list[WindowResult]:
+    """Decoding of (batch, n_mels, 3000) log-mel windows with timestamp tokens, in passes as transformers'
+    generate(return_timestamps=True) runs them: `first` is the first pass's results (`decode(prompts)` with
+    TimestampRules among the rules), `prompts` one prompt per window.
 
-    When a pass stops mid-speech (`finished_segments`), the window's rest is decoded again, from the
-    start of its last segment: the log-mel frames from there on, zero-padded to 3000 frames; the
-    second pass's timestamps count from there. The window's tokens are its passes' kept tokens, one
-    after the other. A pass whose last segment starts at 0.00 s would start the same pass again
-    forever; there, the window ends. `no_speech_probs` and `avg_logprobs` are the first pass's;
-    `truncated` is set when any pass hit the token limit; the acceptance rate counts every pass.
+    When a pass stops mid-speech (`finished_segments`), the window's rest is decoded again, from the start of
+    its last segment: the log-mel frames from there on, zero-padded to 3000 frames, encoded and made the
+    caches' audio by `prepare(rest)`; the later pass's timestamps count from there. The window's tokens are its
+    passes' kept tokens, one after the other. A pass whose last segment starts at 0.00 s would start the same
+    pass again forever; there, the window ends. `no_speech_prob`, `avg_logprob` and the language are the first
+    pass's; `truncated` is set when any pass hit the token limit; the draft tokens count every pass.
     """
-    frames, batch = mel.shape[-1], mel.shape[0]
-    first = decode_pass(mel, audio_features, prompts, caches_ready)
-    tokens: list[list[int]] = [[] for _ in range(batch)]
-    truncated, seek = [False] * batch, [0] * batch
-    proposed, accepted = [0] * batch, [0] * batch  # draft tokens, over every pass
-    rows, decoded = list(range(batch)), first
+    frames = mel.shape[-1]
+    results = [replace(r, tokens=[], truncated=False, proposed=0, accepted=0) for r in first]
+    seek = [0] * len(first)
+    rows, decoded = list(range(len(first))), first
     while rows:
         unfinished = []
-        for i, (row, generated, cut) in enumerate(zip(rows, decoded.tokens, decoded.truncated)):
-            kept, resume = finished_segments(generated, timestamp_begin)
-            tokens[row] += kept
-            truncated[row] |= cut
-            if decoded.proposed is not None and decoded.accepted is not None:
-                proposed[row] += decoded.proposed[i]
-                accepted[row] += decoded.accepted[i]
+        for row, result in zip(rows, decoded):
+            kept, resume = finished_segments(result.tokens, timestamp_begin)
+            done = results[row]
+            results[row] = replace(done, tokens=done.tokens + kept, truncated=done.truncated or result.truncated,
+                                   proposed=done.proposed + result.proposed, accepted=done.accepted + result.accepted)  # fmt: skip
             seek[row] += 2 * (resume or 0)  # 2 log-mel frames per timestamp step
             if resume and seek[row] < frames:
                 unfinished.append(row)
         rows = unfinished
         if rows:
-            rest = torch.stack([torch.nn.functional.pad(mel[r, :, seek[r] :], (0, seek[r])) for r in rows])
-            decoded = decode_pass(rest, encoder(rest), [prompts[r] for r in rows], False)
-    if first.proposed is None:  # greedy passes
-        return DecodingResult(tokens, first.avg_logprobs, first.no_speech_probs, truncated)
-    return DecodingResult(tokens, first.avg_logprobs, first.no_speech_probs, truncated, proposed, accepted)
-
-
-def greedy_decode_with_timestamps(
-    model: Whisper,
-    mel: Tensor,
-    audio_features: Tensor,
-    prompts: list[list[int]],
-    eot: int,
-    rules: list,
-    max_new_tokens: int,
-    no_speech: int | None,
-    timestamp_begin: int,
-    caches_ready: bool = False,
-    sot_index: int = 0,
-) -> DecodingResult:
-    """`decode_in_passes` with greedy passes: `rules` hold TimestampRules, the rest as in `greedy_decode`."""
-
-    def greedy_pass(mel: Tensor, features: Tensor, prompts: list[list[int]], caches_ready: bool) -> DecodingResult:
-        return greedy_decode(model, features, prompts, eot, rules, max_new_tokens, no_speech, caches_ready, sot_index=sot_index)
-
-    return decode_in_passes(greedy_pass, model.encoder, mel, audio_features, prompts, timestamp_begin, caches_ready)
+            prepare(torch.stack([F.pad(mel[r, :, seek[r] :], (0, seek[r])) for r in rows]))
+            decoded = decode([prompts[r] for r in rows])
+    return results

@@ -5,27 +5,25 @@
 1. Cut the audio into overlapping chunks (`chunk_audio`): 15 s each by default, consecutive chunks sharing
    a stride of a sixth of that (2.5 s) on each side, so every word lies wholly inside some chunk.
 2. Decode each chunk as an ordinary short input: zero-padded to the encoder's 30 s window, log-mel of the
-   padded window, greedy decoding; `batch_size` chunks at a time (`transcribe_long`).
+   padded window, greedy decoding; `batch_size` chunks at a time (`Transcriber.transcribe_long`).
 3. Stitch the chunks' tokens where their overlaps agree (`stitch`).
 
 Without timestamps the strides only shape the chunks: stitching looks at tokens alone. With timestamps
 (`stitch_with_timestamps`) they also decide which chunk's timestamps cut the segments, and each chunk's
 times are shifted by where it starts. A file is read as the chunks need it (`stream_chunks`): memory
 holds a chunk or two of samples and one batch of windows, whatever the length of the file.
+
+This module is plain arithmetic on sample counts and token lists: it decodes nothing itself.
 """
 
-import itertools
 import numbers
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from .audio import CHUNK_LENGTH, N_FRAMES, SAMPLE_RATE, AudioStream, pad_or_trim
+from .audio import CHUNK_LENGTH, N_FRAMES, SAMPLE_RATE, TIME_PRECISION
 from .errors import DistilWhisperError
-from .tokenizer import TIME_PRECISION
 
 DEFAULT_CHUNK_LENGTH = 15.0  # seconds: Distil-Whisper's recommendation for its chunked algorithm
 # Every chunk costs a whole 30 s window, so one shorter than a second (less than a word) would only make a decode
@@ -41,6 +39,11 @@ class Chunk:
     stop: int
     left: int  # 0 for the first chunk
     right: int  # 0 for the last chunk
+
+    @classmethod
+    def whole(cls, n_samples: int) -> "Chunk":
+        """An input heard whole, in one window: no neighbours, no strides."""
+        return cls(0, n_samples, 0, 0)
 
 
 def chunk_samples(chunk_length: float, stride_length: float | None = None) -> tuple[int, int]:
@@ -290,63 +293,3 @@ def right_stride_skip(tokens: list[int], timestamp_begin: int, right_stride_star
             break
         skip_from = token
     return skip_from
-
-
-def transcribe_long(
-    transcriber,
-    samples: torch.Tensor | AudioStream,
-    prompt: list[int],
-    max_new_tokens: int,
-    no_speech_threshold: float | None,
-    language: str | None,
-    batch_size: int,
-    chunk_length: float = DEFAULT_CHUNK_LENGTH,
-    progress: Callable[[int, int | None, float], None] | None = None,
-    timestamps: bool = False,
-):
-    """One Transcription of 16 kHz audio of any length, chunked, decoded and stitched: 1-D `samples` in memory,
-    or an AudioStream, whose blocks are read only as the chunks need them.
-
-    Each chunk is decoded like a short input (`Transcriber.decode_windows`), silence rule included: a chunk
-    whose no-speech probability is above `no_speech_threshold` adds nothing. `language` None detects each
-    chunk's language, as the pipeline does (each of its generate() calls detects every chunk of its batch);
-    the result reports the language most chunks were decoded in. The result's `truncated` is
-    set when any chunk hit `max_new_tokens`; `avg_logprob` is the mean of the chunks' and `no_speech_prob`
-    the lowest of them (the file is silent only if every chunk is). With `timestamps` the prompt must
-    have no <|notimestamps|>, and the result has segments (`stitch_with_timestamps`).
-
-    `progress(chunks_done, chunks_total, audio_seconds_done)` is called before the first batch and after
-    each: the total comes from the stream's `duration` (None when it has none), and is exact for samples.
-    """
-    blocks: Iterable[np.ndarray]
-    n_samples: int | None  # None: a stream that does not say its length
-    if isinstance(samples, torch.Tensor):
-        blocks, n_samples = [samples.cpu().numpy()], len(samples)
-    else:
-        blocks, n_samples = samples, round(samples.duration * SAMPLE_RATE) if samples.duration else None
-    total = chunk_count(n_samples, chunk_length) if n_samples else None
-    if progress:
-        progress(0, total, 0.0)
-    # each chunk padded as it is cut: its samples are views that would keep the stream's buffers alive
-    windows = ((chunk, pad_or_trim(torch.from_numpy(piece))) for chunk, piece in stream_chunks(blocks, chunk_length))
-    decoded, chunks, languages = [], [], []
-    while batch := list(itertools.islice(windows, batch_size)):
-        result, batch_languages = transcriber.decode_windows(
-            torch.stack([w for _, w in batch]), prompt, max_new_tokens, no_speech_threshold, language, timestamps
-        )
-        decoded.append(result)
-        chunks += [chunk for chunk, _ in batch]
-        languages += batch_languages
-        if progress:
-            progress(len(chunks), total, chunks[-1].stop / SAMPLE_RATE)
-    tokens = [row for d in decoded for row in d.tokens]
-    avg_logprobs = [x for d in decoded for x in d.avg_logprobs]
-    rates = [r for d in decoded for r in d.acceptance_rates or [] if r is not None]
-    most_used_language = Counter(languages).most_common(1)[0][0]  # ties: the earliest chunk's
-    return transcriber.transcription(
-        list(zip(tokens, chunks)), chunks[-1].stop, most_used_language, timestamps,
-        avg_logprob=sum(avg_logprobs) / len(avg_logprobs),
-        no_speech_prob=min(p for d in decoded for p in d.no_speech_probs),
-        truncated=any(t for d in decoded for t in d.truncated),
-        acceptance_rate=sum(rates) / len(rates) if rates else None,
-    )  # fmt: skip

@@ -177,7 +177,7 @@ class DecoderLayer(nn.Module):
         assert self.self_cache is not None and self.cross_cache is not None, "Decoder.forward checks setup_caches ran"
         h = self.self_attn_layer_norm(x)
         k, v = self.self_cache.update(input_pos, *self.self_attn.keys_values(h))
-        in_use = mask.shape[-1]  # the cache positions the mask covers (Decoder.forward may leave out unwritten ones)
+        in_use = mask.shape[-1]  # the cache positions the mask covers (all, or those `filled` says are written)
         x = x + self.self_attn.attend(h, k[:, :, :in_use], v[:, :, :in_use], mask)
         h = self.encoder_attn_layer_norm(x)
         x = x + self.encoder_attn.attend(h, self.cross_cache.k, self.cross_cache.v)
@@ -233,46 +233,54 @@ class Decoder(nn.Module):
         self.causal_mask: Tensor | None
         self.register_buffer("causal_mask", None, persistent=False)  # made with the caches, on their device
 
-    def setup_caches(self, audio_features: Tensor, cross_from: "Decoder | None" = None, share_self: bool = False) -> None:
-        """Allocate the self-attention caches for this batch and fill the cross-attention ones; or, with
-        `cross_from` (a decoder of this shape whose caches already hold this batch: the model a self-draft
-        copies), share its cross-attention caches instead of computing the same keys and values again.
-        `share_self` (with `cross_from`) shares its self-attention caches too, which this decoder then writes
-        into: right only for a draft whose every write the other decoder rewrites before it reads there, as
-        speculative decoding's verify pass does."""
+    def setup_caches(self, audio_features: Tensor) -> None:
+        """Make the caches hold this batch (allocated once, for the largest batch seen) and fill the
+        cross-attention ones with the keys and values of `audio_features`, computed once per batch."""
         batch, dtype, device = audio_features.shape[0], audio_features.dtype, audio_features.device
         if self.causal_mask is None or self.causal_mask.device != device:
             self.causal_mask = torch.ones(self.n_text_ctx, self.n_text_ctx, dtype=torch.bool, device=device).tril()
-        for i, layer in enumerate(self.layers):
-            heads, head_dim = layer.self_attn.n_heads, self.embed_tokens.embedding_dim // layer.self_attn.n_heads
-            if cross_from is not None and share_self:
-                layer.self_cache = cross_from.layers[i].self_cache  # already set to this batch's rows
-            else:
-                layer.self_cache = _cache_for(layer.self_cache, (batch, heads, self.n_text_ctx, head_dim), dtype, device)
-            if cross_from is not None:
-                layer.cross_cache = cross_from.layers[i].cross_cache
-                continue
-            layer.cross_cache = _cache_for(layer.cross_cache, (batch, heads, audio_features.shape[1], head_dim), dtype, device)
+        for layer in self.layers:
+            layer.self_cache = _cache_for(layer.self_cache, self._cache_shape(layer, batch, self.n_text_ctx), dtype, device)
+            shape = self._cache_shape(layer, batch, audio_features.shape[1])
+            layer.cross_cache = _cache_for(layer.cross_cache, shape, dtype, device)
             k, v = layer.encoder_attn.keys_values(audio_features)
             layer.cross_cache.k.copy_(k)
             layer.cross_cache.v.copy_(v)
 
-    def forward(self, tokens: Tensor, input_pos: Tensor) -> Tensor:
+    def share_caches(self, other: "Decoder", self_attention: bool = False) -> None:
+        """Read the cross-attention caches of `other`, a decoder of this shape whose caches hold this batch, instead
+        of computing the same keys and values again; with `self_attention`, its self-attention caches too, which this
+        decoder then writes into (speculative.py says when that is right)."""
+        for layer, theirs in zip(self.layers, other.layers):
+            assert theirs.self_cache is not None and theirs.cross_cache is not None, "other.setup_caches comes first"
+            layer.cross_cache = theirs.cross_cache
+            k = theirs.self_cache.k
+            if self_attention:
+                layer.self_cache = theirs.self_cache
+            else:
+                layer.self_cache = _cache_for(layer.self_cache, self._cache_shape(layer, k.shape[0], self.n_text_ctx), k.dtype, k.device)
+        self.causal_mask = other.causal_mask
+
+    def _cache_shape(self, layer: DecoderLayer, batch: int, positions: int) -> tuple[int, int, int, int]:
+        heads = layer.self_attn.n_heads
+        return batch, heads, positions, self.embed_tokens.embedding_dim // heads
+
+    def forward(self, tokens: Tensor, input_pos: Tensor, filled: int | None = None) -> Tensor:
         """(batch, time) tokens at positions `input_pos` -> (batch, time, n_vocab) logits.
 
         `input_pos` is (time,) for the whole batch, or (batch, time) when each row is at its own positions.
         Positions before `input_pos` must already be in the cache (earlier calls since `setup_caches`); the
         causal mask hides every later position, so what a row wrote there before (a rejected draft) is never read.
+        `filled`: the cache positions written so far, these calls' included (the last position + 1); when given,
+        self-attention reads only those rather than all n_text_ctx (the same logits, sooner). An eager loop knows
+        it on the host; a compiled step leaves it out and keeps one shape.
         """
         if self.causal_mask is None:
             raise RuntimeError("call decoder.setup_caches(audio_features) before decoding")
         x = self.embed_tokens(tokens) + self.embed_positions(input_pos)
         mask = self.causal_mask[input_pos]
-        if input_pos.device.type == "cpu" and not torch.compiler.is_compiling():
-            # Eager on the CPU, self-attention reads only the cache positions up to the last one written, not all
-            # n_text_ctx (the same logits; a whisper-base step 4-6% sooner). A compiled step keeps one shape, and
-            # on a GPU, reading the last position from the device would wait for it.
-            mask = mask[..., : int(input_pos.max()) + 1]
+        if filled is not None:
+            mask = mask[..., :filled]
         if input_pos.ndim == 2:
             mask = mask[:, None]  # (batch, 1, time, positions): one mask per row, shared by its heads
         for layer in self.layers:
@@ -331,4 +339,4 @@ class Whisper(nn.Module):
         if tokens.shape[0] != audio_features.shape[0]:
             raise ValueError(f"expected one row of tokens per mel ({audio_features.shape[0]}), got {tokens.shape[0]}")
         self.decoder.setup_caches(audio_features)
-        return self.decoder(tokens, torch.arange(tokens.shape[1], device=tokens.device))
+        return self.decoder(tokens, torch.arange(tokens.shape[1], device=tokens.device), filled=tokens.shape[1])

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import tiktoken
 
+from .audio import TIME_PRECISION
 from .errors import DistilWhisperError
 from .weights import read_json
 
 # GPT-2's pre-tokenizer regex; Hugging Face's ByteLevel pre-tokenizer uses the same one.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 TASKS = ("transcribe", "translate")
-TIME_PRECISION = 0.02  # seconds per timestamp token
 N_TIMESTAMPS = 1501  # <|0.00|> .. <|30.00|>
 # Besides these, each checkpoint has one of <|nospeech|> or <|nocaptions|>.
 REQUIRED_SPECIALS = (

@@ -16,6 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch.overrides import TorchFunctionMode
 
+from .devices import usable_device
 from .errors import DistilWhisperError, first_line, is_whole_number
 from .model import Decoder, Encoder, ModelDims, Whisper
 
@@ -298,34 +299,6 @@ def check_tensors(module: torch.nn.Module, tensors: dict[str, torch.Tensor], sou
     bad = next((name for name, t in tensors.items() if not torch.isfinite(t).all()), None)
     if bad is not None:
         raise DistilWhisperError(f"{source}: tensor {checkpoint_key(bad)} holds NaN or infinite values")
-
-
-# The devices Whisper runs on, for messages: torch's own list holds all 20 types it knows.
-DEVICE_CHOICES = "choose auto, cpu, cuda or cuda:N"
-
-
-def usable_device(device: str | torch.device | None) -> torch.device:
-    """`device` as a torch.device, once a tensor can be made there; "auto" (faster-whisper's word) or None: CUDA
-    when torch sees a GPU, else the CPU. A device that cannot be used is refused in one short line: torch would
-    fail mid-load, and its own words list every device type it knows, or, for a backend this build lacks (mps
-    on Linux), run to 1,500 characters."""
-    if device is None or device in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DistilWhisperError(f"unknown device '{device}': {DEVICE_CHOICES}") from None
-    if device.type == "meta":  # tensors without data: the checks on the weights would fail in torch's words
-        raise DistilWhisperError(f"device 'meta' holds no data: {DEVICE_CHOICES}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DistilWhisperError(f"device '{device}' is not usable here: torch sees no CUDA GPU")
-    try:
-        torch.empty(0, device=device)  # the one check every backend answers: cuda:3 on one GPU, mps without Metal...
-    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, NotImplementedError... by backend
-        # CUDA's first line says what is wrong (an invalid ordinal, a busy GPU); other backends' is a page.
-        reason = first_line(e) if device.type == "cuda" else DEVICE_CHOICES
-        raise DistilWhisperError(f"device '{device}' is not usable here: {reason}") from None
-    return device
 
 
 def _checked_placement(dtype: torch.dtype, device: str | torch.device) -> torch.device:

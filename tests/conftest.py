@@ -1,6 +1,8 @@
-"""Shared fixtures: where the real data lives, and skips that say why when it does not."""
+"""Fixtures: random checkpoints made once per session, loaded models, and a test run once per audio decoder.
 
-import importlib.util
+Constants and helpers are in helpers.py; the oracle's random transformers checkpoints in bench/oracle.py.
+"""
+
 import os
 import shutil
 import sys
@@ -8,32 +10,54 @@ from pathlib import Path
 
 import pytest
 
-from oracle import hf_greedy_tokens, save_random_whisper  # noqa: F401 - the tests import them from here
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # oracle.py, and the bench scripts under test
+
+from helpers import BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, add_english_tokenizer, needs_ffmpeg, needs_pyav, use_decoder  # noqa: E402
+from oracle import save_random_whisper  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download; the hub path is tested on a local cache
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-BASE_MODEL = SHARED / "models" / "whisper-base"
-AUDIO_DIR = SHARED / "audio"
 
-needs_shared = pytest.mark.skipif(
-    not (BASE_MODEL / "model.safetensors").exists(),
-    reason=f"real fixtures not found at {SHARED} (../shared beside the repo); random-weight tests still run",
-)
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not on PATH")
-needs_pyav = pytest.mark.skipif(
-    importlib.util.find_spec("av") is None, reason="PyAV is not installed (pip install 'distilwhisper[audio]')"
-)
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory):
+    """random_checkpoint(seed, config="tiny-4x4", tokenizer=None, **options) -> the folder of a random transformers
+    Whisper (bench/oracle.py's save_random_whisper: `options` are its own and WhisperConfig fields), made once per
+    session for each set of arguments. `tokenizer`: "base" (whisper-base's files) or "english" (shaped as the .en
+    checkpoints'), which need ../shared. Shared between tests: copy it before changing it."""
+    made: dict[tuple, Path] = {}
+
+    def make(seed: int, config: str = "tiny-4x4", tokenizer: str | None = None, **options) -> Path:
+        key = (seed, config, tokenizer, tuple(sorted(options.items())))
+        if key not in made:
+            if tokenizer is not None and not BASE_MODEL.exists():
+                pytest.skip(f"real fixtures not found at {BASE_MODEL} (whisper-base's tokenizer files)")
+            path = save_random_whisper(tmp_path_factory.mktemp(f"{config}-{seed}"), seed, **(TINY_CONFIGS[config] | options))
+            if tokenizer is not None:
+                {"base": add_base_tokenizer, "english": add_english_tokenizer}[tokenizer](path)
+            made[key] = path
+        return made[key]
+
+    return make
 
 
-def use_decoder(monkeypatch, decoder: str) -> None:
-    """Decode audio from here on as where `decoder` is the only one: "ffmpeg", "pyav" or "builtin" (the WAV reader)."""
-    from distilwhisper import audio
+@pytest.fixture(scope="session")
+def base_model():
+    """whisper-base on the CPU in float32, loaded once: the real checkpoint most real-speech tests decode with."""
+    if not (BASE_MODEL / "model.safetensors").exists():
+        pytest.skip(f"real fixtures not found at {BASE_MODEL}")
+    from distilwhisper import load_model
 
-    if decoder != "ffmpeg":
-        monkeypatch.setattr(audio.shutil, "which", lambda name: None)
-    if decoder != "pyav":
-        monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError, as where it is not installed
+    return load_model(BASE_MODEL, device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def copied(tmp_path):
+    """copied(folder) -> a copy of it in this test's tmp_path, to change freely."""
+
+    def copy(folder: Path) -> Path:
+        return Path(shutil.copytree(folder, tmp_path / folder.name))
+
+    return copy
 
 
 @pytest.fixture(params=["builtin", pytest.param("ffmpeg", marks=needs_ffmpeg), pytest.param("pyav", marks=needs_pyav)])
@@ -41,58 +65,3 @@ def decoder(request, monkeypatch) -> str:
     """Run a test once with each decoder: the built-in WAV reader, ffmpeg, PyAV."""
     use_decoder(monkeypatch, request.param)
     return request.param
-
-
-def read_manifest() -> list[tuple[Path, str]]:
-    """(path, reference transcript) for every short file in ../shared/audio."""
-    import csv
-
-    with open(AUDIO_DIR / "manifest.tsv", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    return [(AUDIO_DIR / r["file"], r["reference_text"]) for r in rows if r["file"].startswith("short/")]
-
-
-# Random-weight Whisper shapes for parity with transformers: odd sizes on purpose, and a 2-layer
-# decoder like distil-large-v2's. The real vocabulary size keeps token ids meaningful.
-TINY_CONFIGS = {
-    "tiny-4x4": dict(d_model=64, encoder_layers=2, decoder_layers=4, encoder_attention_heads=4,
-                     decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=80),
-    "distil-2dec": dict(d_model=96, encoder_layers=3, decoder_layers=2, encoder_attention_heads=6,
-                        decoder_attention_heads=6, encoder_ffn_dim=160, decoder_ffn_dim=192, num_mel_bins=80),
-    "v3-128mel": dict(d_model=48, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
-                      decoder_attention_heads=3, encoder_ffn_dim=64, decoder_ffn_dim=96, num_mel_bins=128),
-}
-
-
-def add_base_tokenizer(path: Path) -> Path:
-    """Random checkpoints have no tokenizer files; whisper-base's fit their 51865-token vocabulary."""
-    for name in ("tokenizer.json", "vocab.json"):
-        shutil.copy(BASE_MODEL / name, path / name)
-    return path
-
-
-def add_english_tokenizer(path: Path) -> Path:
-    """Tokenizer files shaped as the .en checkpoints' (transformers' converter on GPT-2's vocabulary), made
-    from whisper-base's: its 50256 merged tokens (its id 50256 is an empty placeholder, which GPT-2 lacks),
-    then <|endoftext|> = 50256 and every special token one id lower, the languages included. vocab.json
-    holds <|endoftext|> too, as GPT-2's does; tokenizer_config.json and friends let transformers load them."""
-    import json
-
-    def shifted(token_id: int) -> int:
-        return token_id - 1 if token_id > 50256 else token_id
-
-    vocab = json.loads((BASE_MODEL / "vocab.json").read_text(encoding="utf-8"))
-    vocab = {token: i for token, i in vocab.items() if i < 50256} | {"<|endoftext|>": 50256}
-    tokenizer = json.loads((BASE_MODEL / "tokenizer.json").read_text(encoding="utf-8"))
-    tokenizer["model"]["vocab"] = vocab
-    for token in tokenizer["added_tokens"]:
-        token["id"] = shifted(token["id"])
-    for special in tokenizer["post_processor"]["special_tokens"].values():
-        special["ids"] = [shifted(i) for i in special["ids"]]
-    added = json.loads((BASE_MODEL / "added_tokens.json").read_text(encoding="utf-8"))
-    (path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (path / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
-    (path / "added_tokens.json").write_text(json.dumps({t: shifted(i) for t, i in added.items()}), encoding="utf-8")
-    for name in ("merges.txt", "tokenizer_config.json", "special_tokens_map.json", "normalizer.json"):
-        shutil.copy(BASE_MODEL / name, path / name)
-    return path

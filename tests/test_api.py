@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import AUDIO_DIR, BASE_MODEL, needs_shared
+from helpers import AUDIO_DIR, BASE_MODEL, needs_shared
 from distilwhisper import DistilWhisperError, Transcription, load_model
 
 pytestmark = needs_shared
@@ -142,7 +142,7 @@ def test_concurrent_calls_equal_sequential_calls(model):
     """Four threads share one model (as a web server would): each gets what a call on its own gives."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from conftest import read_manifest
+    from helpers import read_manifest
 
     files = [path for path, _ in read_manifest()[:4]]
     sequential = [model.transcribe(path) for path in files]
@@ -159,7 +159,7 @@ def test_the_default_token_limit_is_not_hit_by_speech_and_a_low_one_is_reported(
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_half_precision_on_cpu_is_refused_where_the_cpu_lacks_it(dtype, monkeypatch):
-    monkeypatch.setattr("distilwhisper.transcribe.cpu_has_half_arithmetic", lambda dtype: False)
+    monkeypatch.setattr("distilwhisper.devices.cpu_has_half_arithmetic", lambda dtype: False)
     with pytest.raises(DistilWhisperError, match=f"no native {dtype} matrix arithmetic.*use float32"):
         load_model(BASE_MODEL, device="cpu", dtype=dtype)
 
@@ -169,7 +169,7 @@ def test_the_half_precision_probe_sees_a_cpu_without_half_units():
     import subprocess
     import sys
 
-    code = ("import distilwhisper.transcribe as t, torch; "
+    code = ("import distilwhisper.devices as t, torch; "
             "print(t.cpu_has_half_arithmetic(torch.float16), t.cpu_has_half_arithmetic(torch.bfloat16))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**__import__("os").environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
@@ -180,7 +180,7 @@ def test_the_half_precision_probe_sees_a_cpu_without_half_units():
 def test_half_precision_on_cpu_transcribes_like_float32(dtype, jfk):
     """Where the CPU computes half precision natively. Tolerance: the same text as float32 on this clear
     speech (measured: identical tokens for both dtypes on JFK with whisper-base)."""
-    from distilwhisper.transcribe import DTYPES, cpu_has_half_arithmetic
+    from distilwhisper.devices import DTYPES, cpu_has_half_arithmetic
 
     if not cpu_has_half_arithmetic(DTYPES[dtype]):
         pytest.skip(f"this CPU has no native {dtype} arithmetic, so {dtype} is refused on it")

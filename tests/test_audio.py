@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import AUDIO_DIR, needs_ffmpeg, needs_shared, read_manifest, use_decoder
+from helpers import AUDIO_DIR, needs_ffmpeg, needs_shared, read_manifest, use_decoder
 from transformers import WhisperFeatureExtractor
 
 from distilwhisper.audio import (LOUDEST_SAMPLE, N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim,

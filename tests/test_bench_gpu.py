@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import BASE_MODEL
+from helpers import BASE_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 

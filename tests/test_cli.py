@@ -10,7 +10,7 @@ from dataclasses import fields
 
 import pytest
 
-from conftest import AUDIO_DIR, BASE_MODEL, needs_shared
+from helpers import AUDIO_DIR, BASE_MODEL, needs_shared
 import distilwhisper
 from distilwhisper import DistilWhisperError, load_model
 from distilwhisper.cli import build_parser, main, render, write_atomically
@@ -37,19 +37,19 @@ def test_prints_one_line_per_file_in_order_named_as_grep_does(capsys, expected_t
 
 
 def canned(texts: list[str]):
-    """A stand-in for Transcriber.transcribe giving `texts` in turn: what the CLI does with results, minus decoding."""
+    """A stand-in for Transcriber.outcomes giving `texts` in turn: what the CLI does with results, minus decoding."""
     remaining = iter(texts)
 
-    def transcribe(self, audio, *args, **kwargs):
+    def outcomes(self, numbered, *args, **kwargs):
         return [Transcription(next(remaining), tokens=[1], language="en", avg_logprob=0.0, no_speech_prob=0.0)
-                for _ in audio]
+                for _ in numbered]
 
-    return transcribe
+    return outcomes
 
 
 @needs_shared
 def test_one_input_prints_the_text_alone(capsys, monkeypatch):
-    monkeypatch.setattr(Transcriber, "transcribe", canned([" One."]))
+    monkeypatch.setattr(Transcriber, "outcomes", canned([" One."]))
     assert main([str(GOOD[0]), "--model", str(BASE_MODEL)]) == 0
     assert capsys.readouterr().out == "One.\n"
 
@@ -60,7 +60,7 @@ def test_one_input_prints_the_text_alone(capsys, monkeypatch):
     (GOOD[:1], "--with-filename", [f"{GOOD[0]}:One."]),
 ])
 def test_filename_switches_override_the_input_count(inputs, switch, expected, capsys, monkeypatch):
-    monkeypatch.setattr(Transcriber, "transcribe", canned([" One.", " Two."]))
+    monkeypatch.setattr(Transcriber, "outcomes", canned([" One.", " Two."]))
     assert main([*map(str, inputs), "--model", str(BASE_MODEL), switch]) == 0
     assert capsys.readouterr().out.splitlines() == expected
 
@@ -130,27 +130,45 @@ def test_inputs_with_the_same_name_do_not_overwrite_each_other(tmp_path, capsys,
     assert (tmp_path / "out" / f"{GOOD[1].stem}.txt").read_text() == expected_texts[1] + "\n"
 
 
-@needs_shared
-def test_an_unexpected_failure_fails_its_batch_alone(tmp_path, capsys, expected_texts, monkeypatch):
-    """Out of memory (or any other crash) in one batch: one line per file of it, the next batch still runs."""
+def running_out_of_memory(monkeypatch, fails):
+    """Every model load_model makes from now on runs out of memory in its encoder on the calls `fails(call,
+    batch)` picks (call 1, 2...), as a GPU does on too big a batch."""
     import torch
 
-    real_transcribe, calls = Transcriber.transcribe, []
+    from distilwhisper import cli
 
-    def out_of_memory_once(self, *args, **kwargs):
+    calls = []
+
+    def encoder_hook(module, args):
         calls.append(1)
-        if len(calls) == 1:
+        if fails(len(calls), len(args[0])):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
-        return real_transcribe(self, *args, **kwargs)
 
-    monkeypatch.setattr(Transcriber, "transcribe", out_of_memory_once)
+    def loaded(*args, **kwargs):
+        model = load_model(*args, **kwargs)
+        model.model.encoder.register_forward_pre_hook(encoder_hook)
+        return model
+
+    monkeypatch.setattr(cli, "load_model", loaded)
+
+
+@needs_shared
+def test_a_batch_that_runs_out_of_memory_is_decoded_one_file_at_a_time(capsys, expected_texts, monkeypatch):
+    running_out_of_memory(monkeypatch, lambda call, batch: batch > 1)
+    assert main([*map(str, GOOD), "--model", str(BASE_MODEL), "--batch-size", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{source}:{text}" for source, text in zip(GOOD, expected_texts)] and err == ""
+
+
+@needs_shared
+def test_an_unexpected_failure_fails_its_file_alone(capsys, expected_texts, monkeypatch):
+    """Out of memory (or any other crash) on the first batch, and again on its first file alone: one line for that
+    file; the batch's other file, decoded alone, and the next batch are still written."""
+    running_out_of_memory(monkeypatch, lambda call, batch: call <= 2)
     code = main([*map(str, GOOD), "--model", str(BASE_MODEL), "--batch-size", "2"])
     out, err = capsys.readouterr()
-    assert code == 1 and out.splitlines() == [f"{GOOD[2]}:{expected_texts[2]}"]
-    assert err.splitlines() == [
-        f"distilwhisper: error: {source}: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
-        for source in GOOD[:2]
-    ]
+    assert code == 1 and out.splitlines() == [f"{source}:{text}" for source, text in zip(GOOD[1:], expected_texts[1:])]
+    assert err.splitlines() == [f"distilwhisper: error: {GOOD[0]}: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"]
 
 
 @needs_shared
@@ -163,10 +181,10 @@ def test_a_file_failing_part_way_is_named_once(tmp_path, capsys, monkeypatch):
         f.setnchannels(1), f.setsampwidth(2), f.setframerate(16000)
         f.writeframes(os.urandom(2 * 16000 * 31))
 
-    def fails_part_way(self, audio, **kwargs):
+    def fails_part_way(self, audio, *args, **kwargs):
         raise DistilWhisperError(f"could not decode {long_file} with ffmpeg: Invalid data found when processing input")
 
-    monkeypatch.setattr(Transcriber, "transcribe", fails_part_way)
+    monkeypatch.setattr(Transcriber, "transcribe_long", fails_part_way)
     assert main([str(long_file), "--model", str(BASE_MODEL)]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"distilwhisper: error: could not decode {long_file} with ffmpeg: Invalid data found when processing input"
@@ -177,10 +195,10 @@ def test_a_file_failing_part_way_is_named_once(tmp_path, capsys, monkeypatch):
 def test_memory_error_reading_one_file_fails_that_file_alone(capsys, expected_texts, monkeypatch):
     from distilwhisper import cli
 
-    def open_audio(source):
+    def open_audio(source, *args):
         if source == str(GOOD[0]):
             raise MemoryError()
-        return real(source)
+        return real(source, *args)
 
     real = cli.open_audio
     monkeypatch.setattr(cli, "open_audio", open_audio)
@@ -228,7 +246,7 @@ def test_a_transcript_cut_by_the_token_limit_is_reported(capsys):
 @needs_shared
 def test_device_auto_is_accepted(capsys, monkeypatch):
     """faster-whisper's default spelling: the GPU when there is one, else the CPU (load_model's default)."""
-    monkeypatch.setattr(Transcriber, "transcribe", canned([" One."]))
+    monkeypatch.setattr(Transcriber, "outcomes", canned([" One."]))
     assert main([str(GOOD[0]), "--model", str(BASE_MODEL), "--device", "auto"]) == 0
     assert capsys.readouterr().out == "One.\n"
 
@@ -333,7 +351,7 @@ def test_ctrl_c_keeps_finished_files_and_exits_130(tmp_path, capsys, monkeypatch
             raise KeyboardInterrupt
         return first_batch(self, *args, **kwargs)
 
-    monkeypatch.setattr(Transcriber, "transcribe", interrupted_second_time)
+    monkeypatch.setattr(Transcriber, "outcomes", interrupted_second_time)
     argv = [*map(str, GOOD), "--model", str(BASE_MODEL), "--batch-size", "2", "--output-dir", str(tmp_path)]
     code = main_within_test(argv)
     assert code == 130 and capsys.readouterr().err.splitlines() == ["distilwhisper: interrupted"]

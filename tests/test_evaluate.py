@@ -15,7 +15,8 @@ from pathlib import Path
 import jiwer
 import pytest
 import torch
-from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, hf_greedy_tokens, needs_shared, save_random_whisper
+from helpers import AUDIO_DIR, BASE_MODEL, needs_shared
+from oracle import hf_greedy_tokens
 
 from distilwhisper.audio import load_audio
 from distilwhisper.evaluate import corpus_wer, main, read_manifest, summary_line
@@ -102,8 +103,8 @@ def test_without_jiwer_the_message_names_the_extra(monkeypatch, tmp_path, capsys
 
 
 @needs_shared
-def test_a_file_that_fails_is_reported_and_the_others_still_count(tmp_path, capsys):
-    model = add_base_tokenizer(save_random_whisper(tmp_path / "model", seed=3, **TINY_CONFIGS["tiny-4x4"]))
+def test_a_file_that_fails_is_reported_and_the_others_still_count(random_checkpoint, copied, tmp_path, capsys):
+    model = copied(random_checkpoint(3, tokenizer="base"))
     shutil.copy(BASE_MODEL / "normalizer.json", model)
     (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEnot really")
     good = AUDIO_DIR / "short" / "pocketsphinx_goforward.wav"

@@ -9,19 +9,17 @@ bfloat16 (7-bit mantissa) 3e-2; measured about 1.6e-3 and 1.3e-2.
 import pytest
 import torch
 
-from conftest import TINY_CONFIGS, save_random_whisper
-from distilwhisper.decoding import greedy_decode
+from helpers import PROMPT, decode, tokens_of
 from distilwhisper.weights import load_whisper
 
-PROMPT = [50258, 50259, 50359, 50363]
 RELATIVE_TOLERANCE = {torch.float16: 5e-3, torch.bfloat16: 3e-2}
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(random_checkpoint):
     from transformers import WhisperForConditionalGeneration
 
-    path = save_random_whisper(tmp_path_factory.mktemp("half"), seed=41, **TINY_CONFIGS["distil-2dec"])
+    path = random_checkpoint(41, "distil-2dec")
     return path, WhisperForConditionalGeneration.from_pretrained(path).eval()
 
 
@@ -48,7 +46,7 @@ def test_half_precision_greedy_picks_only_near_ties_differently(checkpoint, dtyp
     path, oracle = checkpoint
     mel, _ = random_inputs(43)
     model = load_whisper(path, dtype=dtype)
-    tokens = greedy_decode(model, model.encoder(mel.to(dtype)), PROMPT, eot=50257, rules=[], max_new_tokens=12).tokens
+    tokens = tokens_of(decode(model, model.encoder(mel.to(dtype)), PROMPT, 12))
     assert model.decoder.layers[0].self_cache.k.dtype == dtype
     with torch.no_grad():
         for row, generated in enumerate(tokens):

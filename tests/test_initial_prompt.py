@@ -9,18 +9,17 @@ on the way fails the test.
 import pytest
 import torch
 
-from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, hf_greedy_tokens, needs_shared, read_manifest, save_random_whisper
-from distilwhisper import DistilWhisperError, load_audio, load_model, log_mel_spectrogram, pad_or_trim
+from helpers import (AUDIO_DIR, BASE_MODEL, EOT, GREEDY, NO_SPEECH, PROMPT, SOT_PREV, add_base_tokenizer, checkpoint_rules,
+                     decode, needs_shared, read_manifest, tokens_of)  # fmt: skip
+from oracle import hf_greedy_tokens
+from distilwhisper import DistilWhisperError, TranscribeOptions, load_audio, load_model, log_mel_spectrogram, pad_or_trim
 from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.cli import main
-from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode
+from distilwhisper.decoding import Decoding
 from distilwhisper.speculative import speculative_decode
-from distilwhisper.weights import load_generation_defaults, load_whisper
-from test_longform import GREEDY, LONG_FILES, asr_pipeline
+from distilwhisper.weights import load_whisper
+from test_longform import LONG_FILES, asr_pipeline
 from test_speculative import self_draft
-
-SOT_PREV, EOT, NO_SPEECH = 50361, 50257, 50362
-PROMPT = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
 # Lower case and no punctuation: whisper-base follows the style, so every short file's transcript changes.
 STYLE = "and so my fellow americans no punctuation here all lowercase"
 
@@ -29,13 +28,11 @@ STYLE = "and so my fellow americans no punctuation here all lowercase"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(random_checkpoint):
     from transformers import WhisperForConditionalGeneration
 
-    path = save_random_whisper(tmp_path_factory.mktemp("prompted"), 41, **TINY_CONFIGS["tiny-4x4"])
-    defaults = load_generation_defaults(path)
-    rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
-    return WhisperForConditionalGeneration.from_pretrained(path).eval(), load_whisper(path), rules, path
+    path = random_checkpoint(41)
+    return WhisperForConditionalGeneration.from_pretrained(path).eval(), load_whisper(path), checkpoint_rules(path), path
 
 
 def previous_text(length: int, seed: int) -> list[int]:
@@ -51,15 +48,15 @@ def test_tokens_and_no_speech_equal_generate_with_prompt_ids(tiny, length):
     oracle, ours, rules, _ = tiny
     mel, previous = random_mel(3, seed=length), previous_text(length, seed=length)
     features = ours.encoder(mel)
-    got = greedy_decode(ours, features, previous + PROMPT, EOT, rules, 30, NO_SPEECH, sot_index=len(previous))
-    assert got.tokens == hf_greedy_tokens(oracle, mel, max_new_tokens=30, prompt_ids=torch.tensor(previous))
-    assert got.tokens != greedy_decode(ours, features, PROMPT, EOT, rules, 30).tokens
+    got = decode(ours, features, previous + PROMPT, 30, rules, no_speech=NO_SPEECH, sot_index=len(previous))
+    assert tokens_of(got) == hf_greedy_tokens(oracle, mel, max_new_tokens=30, prompt_ids=torch.tensor(previous))
+    assert tokens_of(got) != tokens_of(decode(ours, features, PROMPT, 30, rules))
 
     # openai/whisper and transformers read <|nospeech|> at <|startoftranscript|>, which the previous text moved.
     with torch.no_grad():
         logits = oracle(input_features=mel, decoder_input_ids=torch.tensor([previous + PROMPT] * 3)).logits
     at_sot, at_start = (logits[:, i].softmax(dim=-1)[:, NO_SPEECH] for i in (len(previous), 0))
-    assert torch.allclose(torch.tensor(got.no_speech_probs), at_sot, rtol=1e-4, atol=0)  # random weights: tiny probabilities
+    assert torch.allclose(torch.tensor([r.no_speech_prob for r in got]), at_sot, rtol=1e-4, atol=0)  # random weights: tiny probabilities
     assert not torch.allclose(at_sot, at_start, rtol=0.1, atol=0)  # the position matters
 
 
@@ -67,20 +64,20 @@ def test_speculation_with_previous_text_equals_greedy(tiny):
     _, ours, rules, _ = tiny
     mel, previous = random_mel(2, seed=5), previous_text(9, seed=5)
     features = ours.encoder(mel)
-    plain = greedy_decode(ours, features, previous + PROMPT, EOT, rules, 25, NO_SPEECH, sot_index=len(previous))
+    plain = decode(ours, features, previous + PROMPT, 25, rules, no_speech=NO_SPEECH, sot_index=len(previous))
     draft = self_draft(ours, noise=0.05, seed=1)  # often wrong, so rounds are rolled back past the prompt's positions
-    fast = speculative_decode(ours, draft, features, features, previous + PROMPT, EOT, rules, 25, NO_SPEECH,
-                              sot_index=len(previous))  # fmt: skip
-    assert (fast.tokens, fast.no_speech_probs, fast.truncated) == (plain.tokens, plain.no_speech_probs, plain.truncated)
-    assert 0 < sum(fast.accepted) < sum(fast.proposed)
+    draft.setup_caches(ours.decoder, mel, features)
+    fast = speculative_decode(ours, draft, [previous + PROMPT] * 2, Decoding(EOT, 25, rules, NO_SPEECH, len(previous)))
+    assert [(r.tokens, r.no_speech_prob, r.truncated) for r in fast] == [(r.tokens, r.no_speech_prob, r.truncated) for r in plain]
+    assert 0 < sum(r.accepted for r in fast) < sum(r.proposed for r in fast)
 
 
 @needs_shared  # for the tokenizer files
-def test_a_detected_language_goes_after_the_previous_text(tiny):
+def test_a_detected_language_goes_after_the_previous_text(tiny, random_checkpoint):
     """Detection reads <|startoftranscript|> alone (as generate() does); the language it finds, here not English,
     then follows <|startoftranscript|>, past the previous text."""
-    oracle, _, _, path = tiny
-    ours = load_model(add_base_tokenizer(path), device="cpu")
+    oracle, _, _, _ = tiny
+    ours = load_model(random_checkpoint(41, tokenizer="base"), device="cpu")  # tiny's, with whisper-base's tokenizer
     waveform = torch.randn(5 * SAMPLE_RATE, generator=torch.Generator().manual_seed(3)) * 0.1
     got = ours.transcribe(waveform, initial_prompt=STYLE, max_new_tokens=20, no_speech_threshold=None)
     mel = log_mel_spectrogram(pad_or_trim(waveform))[None]  # the same input for the oracle
@@ -204,23 +201,23 @@ def test_max_new_tokens_counts_the_prompt(base):
     ours = base[0]
     previous = ours.tokenizer.previous_text(STYLE)
     room = 448 - len(previous) - 4
-    assert ours.prompt("en", "transcribe", room, initial_prompt=STYLE)[: len(previous)] == previous
+    plan = ours.plan(TranscribeOptions("en", "transcribe", room, initial_prompt=STYLE))
+    assert plan.prompt()[: len(previous)] == previous and plan.decoding.max_new_tokens == room
     with pytest.raises(DistilWhisperError, match=f"max_new_tokens must be between 1 and {room} "):
-        ours.prompt("en", "transcribe", room + 1, initial_prompt=STYLE)
-    assert ours.default_max_new_tokens(ours.prompt("en", "transcribe", initial_prompt=STYLE)) == room
+        ours.plan(TranscribeOptions("en", "transcribe", room + 1, initial_prompt=STYLE))
+    assert ours.plan(TranscribeOptions("en", "transcribe", initial_prompt=STYLE)).decoding.max_new_tokens == room
 
 
 @needs_shared  # for the tokenizer files
 @pytest.mark.parametrize("words", [5, 222])
-def test_default_max_new_tokens_equals_generates_after_a_long_prompt(tiny, tmp_path, words):
+def test_default_max_new_tokens_equals_generates_after_a_long_prompt(tiny, copied, words):
     """generate() counts max_length after at most 223 prompt tokens: with max_length 100, a 227-token prompt
     (222 words) leaves 96 new tokens, a 10-token one 100. The random model never ends: the limit stops both."""
     import json
-    import shutil
 
     from transformers import WhisperForConditionalGeneration
 
-    path = shutil.copytree(tiny[3], tmp_path / "short-max-length")
+    path = copied(tiny[3])
     generation = json.loads((path / "generation_config.json").read_text())
     (path / "generation_config.json").write_text(json.dumps(generation | {"max_length": 100}))
     ours, oracle = load_model(add_base_tokenizer(path), device="cpu"), WhisperForConditionalGeneration.from_pretrained(path).eval()
@@ -229,17 +226,17 @@ def test_default_max_new_tokens_equals_generates_after_a_long_prompt(tiny, tmp_p
     row = oracle.generate(random_mel(1, seed=words), language="en", task="transcribe", prompt_ids=prompt_ids,
                           num_beams=1, do_sample=False)[0].tolist()  # fmt: skip
     assert EOT not in row and row[0] < EOT  # the generated tokens only, every one of them
-    assert ours.default_max_new_tokens(ours.prompt("en", "transcribe", initial_prompt=text)) == len(row)
+    assert ours.plan(TranscribeOptions("en", "transcribe", initial_prompt=text)).decoding.max_new_tokens == len(row)
 
 
 @needs_shared
-@pytest.mark.parametrize("call", ["transcribe", "prompt"])
+@pytest.mark.parametrize("call", ["transcribe", "options"])
 def test_a_prompt_that_is_not_text_is_refused(base, call):
     with pytest.raises(DistilWhisperError, match="initial_prompt must be a string, got 42"):
         if call == "transcribe":
             base[0].transcribe("no such file.wav", initial_prompt=42)
         else:
-            base[0].prompt("en", initial_prompt=42)
+            TranscribeOptions("en", initial_prompt=42)
 
 
 @needs_shared

@@ -2,32 +2,25 @@
 
 Oracle: transformers' WhisperForConditionalGeneration.generate() with default arguments (and its
 detect_language) on the very checkpoint we load: random-weight tiny configs saved as transformers' converter
-shapes them (conftest.save_random_whisper, english_only for .en), and whisper-base on real speech. Random
+shapes them (oracle.save_random_whisper, english_only for .en), and whisper-base on real speech. Random
 inputs of different loudness detect different languages on random weights, so a batch whose inputs disagree
 needs no forcing.
 """
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import (
-    BASE_MODEL,
-    TINY_CONFIGS,
-    add_base_tokenizer,
-    add_english_tokenizer,
-    needs_shared,
-    read_manifest,
-    save_random_whisper,
-)
-from distilwhisper import DistilWhisperError, load_model
-from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, detect_language, greedy_decode
+from helpers import BASE_MODEL, LANGUAGES, NO_TIMESTAMPS, SOT, add_base_tokenizer, checkpoint_rules, decode, needs_shared, read_manifest, tokens_of
+from distilwhisper import DistilWhisperError, load_model, windows
+from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, detect_language
 from distilwhisper.languages import language_code
 from distilwhisper.weights import load_generation_defaults, load_whisper
 
-SOT, LANGUAGES, NO_TIMESTAMPS = 50258, list(range(50259, 50358)), 50363  # multilingual ids
 EN_SOT, EN_EOT, EN_NO_TIMESTAMPS = 50257, 50256, 50362  # English-only ids: one lower
 
 
@@ -65,8 +58,8 @@ def features(audio: list[np.ndarray], n_mels: int = 80) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module", params=["tiny-4x4", "v3-128mel"])
-def multilingual(request, tmp_path_factory):
-    path = save_random_whisper(tmp_path_factory.mktemp(request.param), seed=51, **TINY_CONFIGS[request.param])
+def multilingual(request, random_checkpoint):
+    path = random_checkpoint(51, request.param)
     return path, oracle(path), load_whisper(path)
 
 
@@ -75,14 +68,15 @@ def test_detected_languages_equal_transformers_detect_language(multilingual):
     _, hf, ours = multilingual
     mel = random_mel(ours.dims.n_mels, 8, seed=52)
     expected = hf.detect_language(input_features=mel).tolist()
-    got = detect_language(ours, ours.encoder(mel), SOT, LANGUAGES).tolist()
+    ours.decoder.setup_caches(ours.encoder(mel))
+    got = detect_language(ours, len(mel), SOT, LANGUAGES).tolist()
     assert got == expected
     assert len(set(got)) > 1
 
 
 def test_greedy_decode_with_each_inputs_language_equals_generate_defaults(multilingual):
     """generate() without a language detects each input's and decodes it in that language: per-sequence
-    prompts in one batch, after detection filled the caches (caches_ready)."""
+    prompts in one batch, decoded from the caches detection read."""
     path, hf, ours = multilingual
     mel = random_mel(ours.dims.n_mels, 4, seed=53)
     defaults = load_generation_defaults(path)
@@ -90,12 +84,13 @@ def test_greedy_decode_with_each_inputs_language_equals_generate_defaults(multil
     suppress = [*defaults.suppress_tokens, *range(NO_TIMESTAMPS + 1, ours.dims.n_vocab)]
     # task="transcribe": without it generate() leaves the task token out, where we transcribe (language_and_task)
     expected = generated(hf.generate(mel, max_new_tokens=12, task="transcribe", suppress_tokens=suppress), eot=50257)
-    rules = [SuppressTokens(suppress), SuppressAtBegin(defaults.begin_suppress_tokens)]
+    rules = (SuppressTokens(suppress), SuppressAtBegin(defaults.begin_suppress_tokens))
     audio_features = ours.encoder(mel)
-    detected = detect_language(ours, audio_features, SOT, LANGUAGES).tolist()
+    ours.decoder.setup_caches(audio_features)
+    detected = detect_language(ours, len(mel), SOT, LANGUAGES).tolist()
     transcribe = hf.generation_config.task_to_id["transcribe"]
     prompts = [[SOT, language, transcribe, NO_TIMESTAMPS] for language in detected]
-    got = greedy_decode(ours, audio_features, prompts, 50257, rules, 12, caches_ready=True).tokens
+    got = tokens_of(decode(ours, audio_features, prompts, 12, rules))
     assert got == expected and len(set(detected)) > 1
 
 
@@ -103,8 +98,8 @@ def test_greedy_decode_with_each_inputs_language_equals_generate_defaults(multil
 
 
 @pytest.fixture(scope="module")
-def english_only(tmp_path_factory):
-    path = save_random_whisper(tmp_path_factory.mktemp("en"), seed=54, english_only=True, **TINY_CONFIGS["distil-2dec"])
+def english_only(random_checkpoint):
+    path = random_checkpoint(54, "distil-2dec", english_only=True)
     return path, oracle(path), load_whisper(path)
 
 
@@ -113,17 +108,13 @@ def test_english_only_greedy_decode_equals_generate_defaults(english_only):
     path, hf, ours = english_only
     mel = random_mel(ours.dims.n_mels, 3, seed=55)
     expected = generated(hf.generate(mel, max_new_tokens=15), eot=EN_EOT)
-    defaults = load_generation_defaults(path)
-    rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
-    got = greedy_decode(ours, ours.encoder(mel), [EN_SOT, EN_NO_TIMESTAMPS], EN_EOT, rules, 15).tokens
+    got = tokens_of(decode(ours, ours.encoder(mel), [EN_SOT, EN_NO_TIMESTAMPS], 15, checkpoint_rules(path), eot=EN_EOT))
     assert got == expected
 
 
 @pytest.fixture(scope="module")
-def english_checkpoint(english_only):
-    if not BASE_MODEL.exists():
-        pytest.skip(f"real fixtures not found at {BASE_MODEL} (the .en tokenizer files are made from whisper-base's)")
-    return add_english_tokenizer(english_only[0])
+def english_checkpoint(random_checkpoint):
+    return random_checkpoint(54, "distil-2dec", tokenizer="english", english_only=True)  # english_only's, with .en tokenizer files
 
 
 def test_english_only_tokenizer_shifts_every_special_id_and_equals_transformers(english_checkpoint):
@@ -154,20 +145,18 @@ def older_generation_config(path):
 
 
 @pytest.mark.parametrize("config", ["as-converted", "older-config"])
-def test_english_only_transcribe_defaults_equal_generate_defaults(english_checkpoint, config, tmp_path):
+def test_english_only_transcribe_defaults_equal_generate_defaults(english_checkpoint, config, copied):
     """A batch of 3, default arguments on both sides (max_length 448: up to 446 new tokens after the
     2-token prompt)."""
-    import shutil
-
     path = english_checkpoint
     if config == "older-config":
-        path = shutil.copytree(english_checkpoint, tmp_path / "older")
+        path = copied(english_checkpoint)
         older_generation_config(path)
     audio = noise(3, seed=56)
     expected = generated(oracle(path).generate(features(audio)), eot=EN_EOT)
     model = load_model(path, device="cpu")
     results = model.transcribe(audio)
-    assert model.prompt() == [EN_SOT, EN_NO_TIMESTAMPS] and not model.is_multilingual
+    assert model.plan().prompt() == [EN_SOT, EN_NO_TIMESTAMPS] and not model.is_multilingual
     assert [r.tokens for r in results] == [[t for t in row if t < EN_EOT] for row in expected]
     assert [r.language for r in results] == ["en"] * 3
     assert model.transcribe(audio[0], language="English", task="transcribe").tokens == results[0].tokens
@@ -195,10 +184,10 @@ def test_english_only_cli_refuses_french(english_checkpoint, capsys):
 
 
 @pytest.fixture(scope="module")
-def detecting_checkpoint(multilingual):
+def detecting_checkpoint(multilingual, tmp_path_factory):
     if not BASE_MODEL.exists():
         pytest.skip(f"real fixtures not found at {BASE_MODEL} (whisper-base's tokenizer files)")
-    return add_base_tokenizer(multilingual[0])
+    return add_base_tokenizer(Path(shutil.copytree(multilingual[0], tmp_path_factory.mktemp("detecting") / "model")))
 
 
 def test_transcribe_detects_each_inputs_language_as_generate_does(detecting_checkpoint, multilingual):
@@ -223,10 +212,8 @@ def test_detection_runs_the_encoder_once_per_batch(detecting_checkpoint):
 
 
 def test_a_given_language_is_not_detected(detecting_checkpoint, monkeypatch):
-    from distilwhisper import transcribe
-
     model = load_model(detecting_checkpoint, device="cpu")
-    monkeypatch.setattr(transcribe, "detect_language", None)  # any call would fail
+    monkeypatch.setattr(windows, "detect_language", None)  # any call would fail
     assert [r.language for r in model.transcribe(noise(2, seed=60), language="french", max_new_tokens=2)] == ["fr", "fr"]
 
 

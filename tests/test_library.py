@@ -4,42 +4,42 @@ minimal model built and saved in one's own code."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import distilwhisper
-from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, needs_shared, read_manifest, save_random_whisper
+from helpers import AUDIO_DIR, ROOT, needs_shared, read_manifest
 from distilwhisper import DistilWhisperError, ModelDims, Whisper, load_model, load_whisper
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(random_checkpoint):
     """A random 4-layer model with whisper-base's tokenizer: cheap to run on many files."""
-    if not BASE_MODEL.exists():
-        pytest.skip(f"real fixtures not found at {BASE_MODEL}")
-    path = save_random_whisper(tmp_path_factory.mktemp("tiny"), seed=41, **TINY_CONFIGS["tiny-4x4"])
-    return load_model(add_base_tokenizer(path), device="cpu")
+    return load_model(random_checkpoint(41, tokenizer="base"), device="cpu")
 
 
 @needs_shared
-def test_a_long_list_in_batches_equals_one_by_one(tiny, monkeypatch):
-    """36 files in batches of 5: the results of one call per file, in input order; no batch bigger than 5, and
-    each batch's files read only when it is decoded."""
+def test_a_long_list_in_batches_equals_one_by_one(tiny):
+    """36 files in batches of 5: the results of one call per file, in input order; no batch bigger than 5 (as the
+    encoder sees them), and each batch's files read only when it is decoded."""
     files = [path for path, _ in read_manifest()] * 2
     files = files[:36]
     one_by_one = [tiny.transcribe(path, max_new_tokens=12, no_speech_threshold=None) for path in files]
 
-    events = []
-    real_decode = tiny.decode_windows
-    monkeypatch.setattr(tiny, "decode_windows", lambda waveforms, *rest: events.append(len(waveforms)) or real_decode(waveforms, *rest))
-    real_read = distilwhisper.transcribe.open_audio
-    monkeypatch.setattr(distilwhisper.transcribe, "open_audio", lambda *args: events.append("read") or real_read(*args))
-    batched = tiny.transcribe(files, max_new_tokens=12, no_speech_threshold=None, batch_size=5)
+    events: list = []
+
+    def reading(paths):  # each path as it is taken to be opened
+        for path in paths:
+            events.append("read")
+            yield path
+
+    hook = tiny.model.encoder.register_forward_hook(lambda module, args, output: events.append(len(output)))
+    try:
+        batched = list(tiny.transcribe_each(reading(files), max_new_tokens=12, no_speech_threshold=None, batch_size=5))
+    finally:
+        hook.remove()
     # Batched GEMMs round differently in the last bits: tokens and text are equal, log-probabilities close.
     assert [(r.text, r.tokens, r.truncated) for r in batched] == [(r.text, r.tokens, r.truncated) for r in one_by_one]
     assert [r.avg_logprob for r in batched] == pytest.approx([r.avg_logprob for r in one_by_one], abs=1e-4)
@@ -63,11 +63,11 @@ def test_to_dict_is_json_and_holds_every_field(tiny):
                       "segments": segments}  # fmt: skip
 
 
-def test_the_minimal_model_builds_from_dims_and_loads_a_checkpoint_by_hand(tmp_path):
+def test_the_minimal_model_builds_from_dims_and_loads_a_checkpoint_by_hand(random_checkpoint):
     """The README's library example: dims from config.json, the model on the meta device, tensors assigned."""
     from safetensors.torch import load_file
 
-    path = save_random_whisper(tmp_path, seed=42, **TINY_CONFIGS["distil-2dec"])
+    path = random_checkpoint(42, "distil-2dec")
     dims = ModelDims.from_config(json.loads((path / "config.json").read_text()))
     with torch.device("meta"):
         model = Whisper(dims)
@@ -80,10 +80,10 @@ def test_the_minimal_model_builds_from_dims_and_loads_a_checkpoint_by_hand(tmp_p
         assert (model(mel, tokens) - reference(mel, tokens)).abs().max().item() < 1e-5
 
 
-def test_a_loaded_state_dict_saves_with_safetensors_and_loads_back(tmp_path):
+def test_a_loaded_state_dict_saves_with_safetensors_and_loads_back(random_checkpoint, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    path = save_random_whisper(tmp_path / "source", seed=44, **TINY_CONFIGS["distil-2dec"])
+    path = random_checkpoint(44, "distil-2dec")
     model = load_whisper(path)
     assert any(not p.is_contiguous() for p in model.parameters())  # the CPU layout of matmul weights
     save_file(model.state_dict(), tmp_path / "saved.safetensors")

@@ -8,20 +8,19 @@
 The pipeline is always called greedy (`num_beams=1`): without it, it adds its own default of 5 beams.
 """
 
-import json
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, needs_shared, save_random_whisper
-from distilwhisper import DistilWhisperError, load_model
+from helpers import AUDIO_DIR, BASE_MODEL, GREEDY, SOT, needs_shared, pipeline_ready
+from distilwhisper import DistilWhisperError, TranscribeOptions, load_model
 from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.longform import Chunk, chunk_audio, chunk_count, stitch
 
-GREEDY = {"language": "en", "task": "transcribe", "num_beams": 1}
 LONG_FILES = ["cmu_arctic_prompts_cathy_a0001_to_a0045.wav", "ljspeech_LJ001-0009_to_LJ001-0032.wav"]  # 160 s, 183 s
 
 
@@ -225,24 +224,15 @@ RANDOM_LENGTHS = ["just over one chunk", "last piece shorter than a stride", "30
 
 
 @pytest.fixture(scope="module", params=["tiny-4x4", "distil-2dec"])
-def random_checkpoint(request, tmp_path_factory):
+def pipeline_checkpoint(request, random_checkpoint, tmp_path_factory):
     """A random checkpoint the pipeline can load too: whisper-base's tokenizer and feature extractor (80 mels).
 
     Its suppress_tokens also hold every special token but the end token, and every timestamp: random weights
     emit them, a real model after <|notimestamps|> does not. The pipeline would keep them (as text, or as
     timestamps that split its merge); we keep only text tokens. Both sides read the same suppress list.
     """
-    if not BASE_MODEL.exists():
-        pytest.skip(f"real fixtures not found at {BASE_MODEL}")
-    path = save_random_whisper(tmp_path_factory.mktemp(request.param), seed=7, **TINY_CONFIGS[request.param])
-    add_base_tokenizer(path)
-    for name in ("tokenizer_config.json", "special_tokens_map.json", "merges.txt", "added_tokens.json",
-                 "normalizer.json", "preprocessor_config.json"):  # the rest of what the pipeline loads  # fmt: skip
-        shutil.copy(BASE_MODEL / name, path)
-    generation = json.loads((path / "generation_config.json").read_text())
-    generation["suppress_tokens"] = sorted(set(generation["suppress_tokens"]) | set(range(50258, 51865)))
-    (path / "generation_config.json").write_text(json.dumps(generation))
-    return path
+    made = random_checkpoint(7, request.param, tokenizer="base")
+    return pipeline_ready(Path(shutil.copytree(made, tmp_path_factory.mktemp("pipeline") / request.param)), range(SOT, 51865))
 
 
 def synthetic_speech(n_samples: int, seed: int) -> np.ndarray:
@@ -254,78 +244,72 @@ def synthetic_speech(n_samples: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("length", RANDOM_LENGTHS)
-def test_random_weights_text_equals_the_pipeline(random_checkpoint, length):
-    from distilwhisper.longform import transcribe_long
-
+def test_random_weights_text_equals_the_pipeline(pipeline_checkpoint, length):
     samples = synthetic_speech(LENGTHS[length], seed=len(length))
-    expected = asr_pipeline(random_checkpoint)(
+    expected = asr_pipeline(pipeline_checkpoint)(
         {"raw": samples, "sampling_rate": SAMPLE_RATE}, generate_kwargs={**GREEDY, "max_new_tokens": 20})["text"]
-    model = load_model(random_checkpoint, device="cpu", dtype="float32")
+    model = load_model(pipeline_checkpoint, device="cpu", dtype="float32")
     if len(samples) > 30 * SAMPLE_RATE:  # the public API chunks only what does not fit one window
         got = model.transcribe(samples, language="en", max_new_tokens=20, batch_size=4, no_speech_threshold=None)
     else:  # the algorithm itself takes any length
-        prompt = model.prompt("en", "transcribe", 20)
-        got = transcribe_long(model, torch.from_numpy(samples), prompt, 20, None, "en", batch_size=4)
+        plan = model.plan(TranscribeOptions("en", "transcribe", 20, no_speech_threshold=None))
+        got = model.transcribe_long(torch.from_numpy(samples), plan, batch_size=4, chunk_length=15)
     assert got.text == expected
 
 
-def test_without_a_language_each_chunk_is_detected_as_the_pipeline_does(random_checkpoint, monkeypatch):
+def test_without_a_language_each_chunk_is_detected_as_the_pipeline_does(pipeline_checkpoint, monkeypatch):
     """The pipeline calls generate() on each batch of chunks, and generate() detects every input of a batch:
     chunks are decoded in their own languages, not in one per file. 40 s of noise, a tone and clicks, which
     random weights hear as different languages: the text equals the pipeline's (default language), and the
     result reports the language most chunks were decoded in."""
-    from distilwhisper.transcribe import Transcriber
-
     rng, seconds = np.random.default_rng(8), np.arange(40 * SAMPLE_RATE) / SAMPLE_RATE
     samples = np.select([seconds < 12.5, seconds < 27.5],
                         [rng.standard_normal(len(seconds)) * 0.1, np.sin(2 * np.pi * 200 * seconds) * 0.3],
                         (rng.random(len(seconds)) < 0.001) * 0.9).astype(np.float32)  # fmt: skip
-    expected = asr_pipeline(random_checkpoint)(
+    expected = asr_pipeline(pipeline_checkpoint)(
         {"raw": samples, "sampling_rate": SAMPLE_RATE}, generate_kwargs={"num_beams": 1, "max_new_tokens": 20, "task": "transcribe"})["text"]
 
-    chunk_languages, real_decode = [], Transcriber.decode_windows
-    monkeypatch.setattr(Transcriber, "decode_windows", lambda self, *args: (
-        chunk_languages.extend(decoded[1]) or decoded for decoded in [real_decode(self, *args)]).__next__())  # fmt: skip
-    got = load_model(random_checkpoint, device="cpu").transcribe(samples, max_new_tokens=20, batch_size=4,
-                                                                  no_speech_threshold=None)  # fmt: skip
+    model = load_model(pipeline_checkpoint, device="cpu")
+    chunk_languages, real_decode = [], model.decode
+    monkeypatch.setattr(model, "decode", lambda *args: [chunk_languages.append(w.language) or w for w in real_decode(*args)])
+    got = model.transcribe(samples, max_new_tokens=20, batch_size=4, no_speech_threshold=None)
     assert got.text == expected
     assert len(chunk_languages) == 4 and len(set(chunk_languages)) > 1
     assert got.language == max(chunk_languages, key=chunk_languages.count)
 
 
-def test_chunks_are_decoded_batch_size_at_a_time_and_truncated_when_any_chunk_was(random_checkpoint, monkeypatch):
+def test_chunks_are_decoded_batch_size_at_a_time_and_truncated_when_any_chunk_was(pipeline_checkpoint, monkeypatch):
     """40 s is 4 chunks: decoded 3 then 1. When one chunk (only) ran out of max_new_tokens, the result is truncated."""
-    from distilwhisper.transcribe import Transcriber
+    from dataclasses import replace
 
-    model = load_model(random_checkpoint, device="cpu", dtype="float32")
-    real_decode = Transcriber.decode_windows
+    model = load_model(pipeline_checkpoint, device="cpu", dtype="float32")
+    real_decode = model.decode
     for cut in (None, 2):
         batches = []
 
-        def decode_windows(self, waveforms, *args):
-            decoded, languages = real_decode(self, waveforms, *args)
-            for i in range(len(decoded.truncated)):  # only chunk `cut` reports running out
-                decoded.truncated[i] = sum(batches) + i == cut
-            batches.append(len(decoded.truncated))
-            return decoded, languages
+        def decode(waveforms, plan):
+            decoded = real_decode(waveforms, plan)  # only chunk `cut` reports running out
+            decoded = [replace(w, truncated=sum(batches) + i == cut) for i, w in enumerate(decoded)]
+            batches.append(len(decoded))
+            return decoded
 
-        monkeypatch.setattr(Transcriber, "decode_windows", decode_windows)
+        monkeypatch.setattr(model, "decode", decode)
         result = model.transcribe(synthetic_speech(LENGTHS["exactly four steps (40 s)"], 1), max_new_tokens=3,
                                   batch_size=3, no_speech_threshold=None)  # fmt: skip
         assert (batches, result.truncated) == ([3, 1], cut is not None)
 
 
-def test_a_list_mixes_long_and_short_inputs_in_order(random_checkpoint):
+def test_a_list_mixes_long_and_short_inputs_in_order(pipeline_checkpoint):
     """Long inputs are chunked in their place in the list; the short ones are decoded as before."""
-    model = load_model(random_checkpoint, device="cpu", dtype="float32")
+    model = load_model(pipeline_checkpoint, device="cpu", dtype="float32")
     short, long = synthetic_speech(12 * SAMPLE_RATE, 1), synthetic_speech(LENGTHS["30.01 s"], 2)
     options = dict(max_new_tokens=8, no_speech_threshold=None)
     alone = [model.transcribe(a, **options).text for a in (short, long, short)]
     assert [r.text for r in model.transcribe([short, long, short], batch_size=2, **options)] == alone
 
 
-def test_chunk_length_changes_only_long_inputs(random_checkpoint):
-    model = load_model(random_checkpoint, device="cpu", dtype="float32")
+def test_chunk_length_changes_only_long_inputs(pipeline_checkpoint):
+    model = load_model(pipeline_checkpoint, device="cpu", dtype="float32")
     short, long = synthetic_speech(20 * SAMPLE_RATE, 3), synthetic_speech(LENGTHS["30.01 s"], 4)
     options = dict(max_new_tokens=8, no_speech_threshold=None)
     assert model.transcribe(short, chunk_length=10, **options) == model.transcribe(short, **options)
@@ -334,7 +318,7 @@ def test_chunk_length_changes_only_long_inputs(random_checkpoint):
         model.transcribe(short, chunk_length=31)
 
 
-def test_cli_transcribes_a_long_file_as_the_api_does(random_checkpoint, tmp_path, capsys):
+def test_cli_transcribes_a_long_file_as_the_api_does(pipeline_checkpoint, tmp_path, capsys):
     import wave
 
     from distilwhisper.cli import main
@@ -344,8 +328,8 @@ def test_cli_transcribes_a_long_file_as_the_api_does(random_checkpoint, tmp_path
     with wave.open(str(path), "wb") as f:
         f.setnchannels(1), f.setsampwidth(2), f.setframerate(SAMPLE_RATE)
         f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    expected = load_model(random_checkpoint, device="cpu").transcribe(path, max_new_tokens=8, chunk_length=12, batch_size=3)
-    assert main([str(path), "--model", str(random_checkpoint), "--max-new-tokens", "8", "--chunk-length", "12",
+    expected = load_model(pipeline_checkpoint, device="cpu").transcribe(path, max_new_tokens=8, chunk_length=12, batch_size=3)
+    assert main([str(path), "--model", str(pipeline_checkpoint), "--max-new-tokens", "8", "--chunk-length", "12",
                  "--batch-size", "3"]) == 0  # fmt: skip
     assert capsys.readouterr().out == expected.text.strip() + "\n"
 

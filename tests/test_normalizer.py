@@ -3,7 +3,7 @@ BasicTextNormalizer (what Distil-Whisper's run_eval.py scores WER with): the sha
 chosen to reach every rule, and number phrases hypothesis puts together from the normaliser's own words."""
 
 import pytest
-from conftest import AUDIO_DIR, BASE_MODEL, needs_shared
+from helpers import AUDIO_DIR, BASE_MODEL, needs_shared
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer
@@ -11,7 +11,7 @@ from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
 from distilwhisper.errors import DistilWhisperError
 from distilwhisper.evaluate import read_manifest
-from distilwhisper.normalizer import NUMBER_WORDS, EnglishTextNormalizer, basic_normalize, load_spelling_map
+from distilwhisper.evaluate.normalizer import NUMBER_WORDS, EnglishTextNormalizer, basic_normalize, load_spelling_map
 
 # Used where ../shared (and so whisper-base's normalizer.json) is absent: the rule, not the table, is tested.
 SMALL_SPELLING_MAP = {"colour": "color", "organise": "organize", "theatre": "theater", "travelling": "traveling"}

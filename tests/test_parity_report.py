@@ -2,23 +2,20 @@
 answer is known: the same weights on both sides (identical, logits within 1e-4), and different weights
 (the report's tokens are each engine's own, and it points at their first difference).
 
-Oracle: transformers' generate() through conftest.hf_greedy_tokens, independent of the report's code.
+Oracle: transformers' generate() through oracle.hf_greedy_tokens, independent of the report's code.
 """
 
 import json
 import sys
-from pathlib import Path
 
+import parity
 import pytest
 import torch
-from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, hf_greedy_tokens, needs_shared, save_random_whisper
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import parity  # noqa: E402
+from helpers import AUDIO_DIR, BASE_MODEL, PROMPT, needs_shared
+from oracle import hf_greedy_tokens
+from distilwhisper import load_model
 
-from distilwhisper import load_model  # noqa: E402
-
-PROMPT = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
 ENGLISH = {"language": "en", "task": "transcribe"}
 
 
@@ -37,12 +34,9 @@ def test_without_transformers_the_message_names_the_extra(monkeypatch, capsys):
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory):
+def tiny_checkpoints(random_checkpoint):
     """Two random checkpoints of one shape: the same architecture, different weights."""
-    return [
-        add_base_tokenizer(save_random_whisper(tmp_path_factory.mktemp(f"tiny{seed}"), seed, **TINY_CONFIGS["distil-2dec"]))
-        for seed in (5, 6)
-    ]
+    return [random_checkpoint(seed, "distil-2dec", tokenizer="base") for seed in (5, 6)]
 
 
 def random_features(batch: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import BASE_MODEL, needs_shared, use_decoder
+from helpers import BASE_MODEL, needs_shared, use_decoder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_audio import wav_bytes

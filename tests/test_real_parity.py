@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import AUDIO_DIR, BASE_MODEL, hf_greedy_tokens, needs_ffmpeg, needs_shared, read_manifest
+from helpers import AUDIO_DIR, BASE_MODEL, needs_ffmpeg, needs_shared, read_manifest
+from oracle import hf_greedy_tokens
 
 pytestmark = needs_shared
 

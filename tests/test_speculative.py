@@ -10,19 +10,20 @@ them), the main model itself (always right), and copies of it pushed towards or 
 import json
 import shutil
 from dataclasses import replace
+from functools import partial
 
 import pytest
 import torch
 
-from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, hf_greedy_tokens, needs_shared, save_random_whisper
+from helpers import (AUDIO_DIR, BASE_MODEL, EOT, NO_SPEECH, NO_TIMESTAMPS, PROMPT, T0, TINY_CONFIGS, checkpoint_rules,
+                     decode, needs_compiler, needs_shared, tokens_of)  # fmt: skip
 from distilwhisper import DistilWhisperError, load_audio, load_model, log_mel_spectrogram, pad_or_trim
-from distilwhisper.decoding import (SuppressAtBegin, SuppressTokens, TimestampRules, decode_in_passes, greedy_decode,
-                                   greedy_decode_with_timestamps)
-from distilwhisper.speculative import Assistant, load_assistant, next_draft_length, speculative_decode
-from distilwhisper.weights import load_generation_defaults, load_whisper
+from distilwhisper.decoding import Decoding, TimestampRules, decode_in_passes
+from distilwhisper.speculative import Assistant, Fixed, Heuristic, load_assistant, speculative_decode
+from distilwhisper.weights import load_whisper
+from distilwhisper.windows import Engine
+from oracle import hf_greedy_tokens, save_random_whisper
 
-PROMPT = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
-EOT, NO_SPEECH = 50257, 50362
 MAIN = TINY_CONFIGS["tiny-4x4"]  # a 4-layer decoder
 DRAFT = MAIN | {"decoder_layers": 2}
 
@@ -50,14 +51,14 @@ def save_decoder_only(full, path):
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+def checkpoints(tmp_path_factory, random_checkpoint):
     root = tmp_path_factory.mktemp("speculative")
-    main = save_random_whisper(root / "main", 0, **MAIN)
+    main = random_checkpoint(0)
     shared = save_with_encoder_of(root / "shared", 1, main, **DRAFT)
     return {
         "main": main,
         "shared": shared,
-        "own-encoder": save_random_whisper(root / "own-encoder", 2, **DRAFT),
+        "own-encoder": random_checkpoint(2, decoder_layers=2),
         "decoder-only": save_decoder_only(shared, root / "decoder-only"),
     }
 
@@ -69,28 +70,32 @@ def main_model(checkpoints):
 
 @pytest.fixture(scope="module")
 def rules(checkpoints):
-    defaults = load_generation_defaults(checkpoints["main"])
-    return [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+    return checkpoint_rules(checkpoints["main"])
 
 
 def random_mel(batch: int, seed: int) -> torch.Tensor:
     return torch.randn(batch, MAIN["num_mel_bins"], 3000, generator=torch.Generator().manual_seed(seed))
 
 
-def decode_both(model, assistant, mel, rules, max_new_tokens, **options):
+def decode_both(model, assistant, mel, rules, max_new_tokens, schedule=Heuristic()):
     """(plain greedy, speculative) on the same input."""
     features = model.encoder(mel)
-    plain = greedy_decode(model, features, PROMPT, EOT, rules, max_new_tokens, NO_SPEECH)
-    draft_features = assistant.features(mel, features)
-    fast = speculative_decode(model, assistant, features, draft_features, PROMPT, EOT, rules, max_new_tokens, NO_SPEECH, **options)
+    plain = decode(model, features, PROMPT, max_new_tokens, rules, no_speech=NO_SPEECH)
+    assistant.setup_caches(model.decoder, mel, features)
+    fast = speculative_decode(model, assistant, [PROMPT] * len(mel), Decoding(EOT, max_new_tokens, tuple(rules), NO_SPEECH),
+                              schedule=schedule)  # fmt: skip
     return plain, fast
 
 
 def assert_same_result(plain, fast):
-    assert fast.tokens == plain.tokens
-    assert fast.truncated == plain.truncated
-    assert fast.no_speech_probs == plain.no_speech_probs  # the same prompt pass
-    assert max(abs(a - b) for a, b in zip(fast.avg_logprobs, plain.avg_logprobs)) < 1e-5
+    assert tokens_of(fast) == tokens_of(plain)
+    assert [r.truncated for r in fast] == [r.truncated for r in plain]
+    assert [r.no_speech_prob for r in fast] == [r.no_speech_prob for r in plain]  # the same prompt pass
+    assert max(abs(a.avg_logprob - b.avg_logprob) for a, b in zip(fast, plain)) < 1e-5
+
+
+def rates(results):
+    return [r.acceptance_rate for r in results]
 
 
 def leaning_to_end(model, lean: float):
@@ -137,18 +142,18 @@ def test_equals_transformers_assisted_generate(checkpoints, main_model, rules, d
         mel = random_mel(1, seed)
         plain, fast = decode_both(main_model, assistant, mel, rules, max_new_tokens=30)
         assert_same_result(plain, fast)
-        assert fast.tokens == hf_greedy_tokens(oracle, mel, max_new_tokens=30, assistant_model=hf_draft)
-        assert fast.acceptance_rates[0] is not None and 0 <= fast.acceptance_rates[0] <= 1
+        assert tokens_of(fast) == hf_greedy_tokens(oracle, mel, max_new_tokens=30, assistant_model=hf_draft)
+        assert fast[0].acceptance_rate is not None and 0 <= fast[0].acceptance_rate <= 1
 
 
 def test_batch_rows_finish_at_different_steps(main_model, rules):
     """Each row accepts its own number of proposals and ends at its own step: still plain greedy's rows."""
     model = leaning_to_end(main_model, 2.0)
     plain, fast = decode_both(model, self_draft(model, noise=0.02), random_mel(4, 23), rules, max_new_tokens=40)
-    lengths = [len(t) for t in plain.tokens]
-    assert len(set(lengths)) > 1 and not all(plain.truncated), lengths  # the case under test happens
+    lengths = [len(r.tokens) for r in plain]
+    assert len(set(lengths)) > 1 and not all(r.truncated for r in plain), lengths  # the case under test happens
     assert_same_result(plain, fast)
-    assert 0 < max(fast.acceptance_rates) < 1  # a draft that is sometimes right, sometimes wrong
+    assert 0 < max(rates(fast)) < 1  # a draft that is sometimes right, sometimes wrong
 
 
 @pytest.mark.parametrize("lean", [10.0, -10.0], ids=["draft-ends-early", "draft-never-ends"])
@@ -156,24 +161,24 @@ def test_draft_biased_about_the_end_token(main_model, rules, lean):
     model = leaning_to_end(main_model, 2.0)
     draft = Assistant(leaning_to_end(model, 2.0 + lean).decoder)
     plain, fast = decode_both(model, draft, random_mel(3, 24), rules, max_new_tokens=40)
-    assert not all(plain.truncated)
+    assert not all(r.truncated for r in plain)
     assert_same_result(plain, fast)
-    assert max(fast.acceptance_rates) < 0.5  # mostly wrong: it ends (or refuses to end) where the model does not
+    assert max(rates(fast)) < 0.5  # mostly wrong: it ends (or refuses to end) where the model does not
 
 
 def test_main_model_as_its_own_draft_accepts_everything(main_model, rules):
     plain, fast = decode_both(main_model, self_draft(main_model), random_mel(2, 25), rules, max_new_tokens=40)
     assert_same_result(plain, fast)
-    assert fast.acceptance_rates == [1.0, 1.0]
+    assert rates(fast) == [1.0, 1.0]
 
 
 @pytest.mark.parametrize("max_new_tokens", [1, 2, 3, 7])
 def test_more_proposals_than_tokens_left(main_model, rules, max_new_tokens):
-    plain, fast = decode_both(main_model, self_draft(main_model), random_mel(2, 26), rules, max_new_tokens, draft_tokens=8)
+    plain, fast = decode_both(main_model, self_draft(main_model), random_mel(2, 26), rules, max_new_tokens, Heuristic(start=8))
     assert_same_result(plain, fast)
-    assert plain.truncated == [True, True]
+    assert [r.truncated for r in plain] == [True, True]
     # The first token comes from the prompt pass, and a last one left needs no proposal: nothing is proposed then.
-    assert fast.acceptance_rates == ([None, None] if max_new_tokens <= 2 else [1.0, 1.0])
+    assert rates(fast) == ([None, None] if max_new_tokens <= 2 else [1.0, 1.0])
 
 
 class BanPreviousToken:
@@ -189,13 +194,13 @@ def test_rules_see_each_rows_own_history(main_model, rules):
     assistant = self_draft(main_model, noise=0.02)
     without = decode_both(main_model, assistant, mel, rules, max_new_tokens=30)[0]
     plain, fast = decode_both(main_model, assistant, mel, [*rules, BanPreviousToken()], max_new_tokens=30)
-    assert plain.tokens != without.tokens  # the rule matters on this input
+    assert tokens_of(plain) != tokens_of(without)  # the rule matters on this input
     assert_same_result(plain, fast)
 
 
-@pytest.mark.parametrize("adapt", [True, False])
-def test_fixed_and_adaptive_draft_lengths_agree(main_model, rules, adapt):
-    plain, fast = decode_both(main_model, self_draft(main_model, noise=0.02), random_mel(2, 28), rules, 40, draft_tokens=3, adapt=adapt)
+@pytest.mark.parametrize("schedule", [Heuristic(start=3), Fixed(3), Fixed(3, same_shape=True)], ids=["heuristic", "fixed", "same-shape"])
+def test_fixed_and_adaptive_draft_lengths_agree(main_model, rules, schedule):
+    plain, fast = decode_both(main_model, self_draft(main_model, noise=0.02), random_mel(2, 28), rules, 40, schedule)
     assert_same_result(plain, fast)
 
 
@@ -204,17 +209,15 @@ def with_timestamps_both_ways(model, assistant, mel, rules, max_new_tokens):
     runs them. The oracle is plain greedy: test_timestamps holds it equal to transformers' generate. (Not
     generate(..., assistant_model=...): with return_timestamps it strays from its own greedy output, and on
     a random tiny config returns 117 tokens where plain generate returns 17, checked with transformers 5.24.)"""
-    prompt = [PROMPT[:3]] * len(mel)  # no <|notimestamps|>
-    rules = [*rules, TimestampRules(EOT, PROMPT[3], None)]
-    features = model.encoder(mel)
-    plain = greedy_decode_with_timestamps(model, mel, features, prompt, EOT, rules, max_new_tokens, NO_SPEECH, PROMPT[3] + 1)
+    prompts = [PROMPT[:3]] * len(mel)  # no <|notimestamps|>
+    decoding = Decoding(EOT, max_new_tokens, (*rules, TimestampRules(EOT, NO_TIMESTAMPS, None)), NO_SPEECH)
 
-    def speculative_pass(mel, features, prompts, caches_ready):
-        draft_features = assistant.features(mel, features)
-        return speculative_decode(model, assistant, features, draft_features, prompts, EOT, rules, max_new_tokens, NO_SPEECH, caches_ready=caches_ready)
+    def passes(engine):
+        engine.prepare(mel)
+        first = engine.decode(prompts, decoding)
+        return decode_in_passes(partial(engine.decode, decoding=decoding), engine.prepare, mel, first, prompts, T0)
 
-    fast = decode_in_passes(speculative_pass, model.encoder, mel, features, prompt, PROMPT[3] + 1)
-    return plain, fast
+    return passes(Engine.eager(model)), passes(Engine.eager(model, assistant))
 
 
 @pytest.mark.parametrize("draft", ["self", "shared", "own-encoder"])
@@ -224,26 +227,28 @@ def test_timestamps_on(checkpoints, main_model, rules, draft):
     mel = random_mel(3, 30)
     plain, fast = with_timestamps_both_ways(main_model, assistant, mel, rules, max_new_tokens=40)
     assert_same_result(plain, fast)
-    timestamps = [[t for t in row if t > PROMPT[3]] for row in plain.tokens]
+    timestamps = [[t for t in row if t > NO_TIMESTAMPS] for row in tokens_of(plain)]
     assert all(timestamps) and any(b < a for row in timestamps for a, b in zip(row, row[1:]))  # several passes
-    assert all(r is not None and 0 <= r <= 1 for r in fast.acceptance_rates)
-    assert draft != "self" or fast.acceptance_rates == [1.0] * 3  # always right, in every pass
-    assert sum(fast.proposed) > 0
+    assert all(r is not None and 0 <= r <= 1 for r in rates(fast))
+    assert draft != "self" or rates(fast) == [1.0] * 3  # always right, in every pass
+    assert sum(r.proposed for r in fast) > 0
 
 
 def test_a_doubting_draft_ends_its_rounds_early(main_model, rules):
     """confidence: a round's drafting stops once the draft doubts its last proposal for every row; same tokens."""
     assistant, mel = self_draft(main_model, noise=0.02), random_mel(2, 32)
     plain, sure = decode_both(main_model, assistant, mel, rules, max_new_tokens=30)
-    _, doubting = decode_both(main_model, assistant, mel, rules, max_new_tokens=30, confidence=1.01)  # doubts all
-    _, trusting = decode_both(main_model, assistant, mel, rules, max_new_tokens=30, confidence=0.0)  # doubts none
+    _, doubting = decode_both(main_model, assistant, mel, rules, 30, Heuristic(confidence=1.01))  # doubts all
+    _, trusting = decode_both(main_model, assistant, mel, rules, 30, Heuristic(confidence=0.0))  # doubts none
     assert_same_result(plain, doubting)
     assert trusting == sure
-    assert sum(doubting.proposed) < sum(sure.proposed)
+    assert sum(r.proposed for r in doubting) < sum(r.proposed for r in sure)
 
 
 def test_draft_length_follows_transformers_heuristic():
-    assert [next_draft_length(5, True), next_draft_length(5, False), next_draft_length(1, False)] == [7, 4, 1]
+    heuristic = Heuristic()
+    assert [heuristic.next(5, True), heuristic.next(5, False), heuristic.next(1, False), heuristic.next(16, True)] == [7, 4, 1, 16]
+    assert (heuristic.start, heuristic.most) == (5, 16) and Fixed(4).next(4, True) == Fixed(4).next(4, False) == 4
 
 
 def test_assistant_that_does_not_fit_is_refused(checkpoints, main_model, tmp_path):
@@ -259,9 +264,9 @@ def test_assistant_that_does_not_fit_is_refused(checkpoints, main_model, tmp_pat
 
 @pytest.mark.parametrize("timestamps", [False, True], ids=["", "timestamps"])
 @pytest.mark.parametrize("assistant", ["shared", "int8"])
-def test_transcribe_with_an_assistant(checkpoints, assistant, timestamps):
+def test_transcribe_with_an_assistant(checkpoints, random_checkpoint, assistant, timestamps):
     """Short inputs and a long one (chunks go through the same batch decoding): the same tokens as without."""
-    main = add_base_tokenizer(checkpoints["main"])
+    main = random_checkpoint(0, tokenizer="base")
     generator = torch.Generator().manual_seed(29)
     audio = [0.1 * torch.randn(16000 * seconds, generator=generator).numpy() for seconds in (4, 7, 35)]
     options = dict(max_new_tokens=12, no_speech_threshold=None, batch_size=2, return_timestamps=timestamps)
@@ -275,16 +280,16 @@ def test_transcribe_with_an_assistant(checkpoints, assistant, timestamps):
     assert assistant != "int8" or min(r.acceptance_rate for r in fast) > 0.5  # the model itself, only rounded
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler (g++)")
-def test_compiled_transcription_with_an_assistant(checkpoints):
+@needs_compiler
+def test_compiled_transcription_with_an_assistant(checkpoints, random_checkpoint):
     """load_model(compile=True, assistant=...): the verify passes and the draft's steps run compiled, same tokens."""
-    main = add_base_tokenizer(checkpoints["main"])
+    main = random_checkpoint(0, tokenizer="base")
     generator = torch.Generator().manual_seed(31)
     audio = [0.1 * torch.randn(16000 * seconds, generator=generator).numpy() for seconds in (4, 7)]
     options = dict(max_new_tokens=12, no_speech_threshold=None)
     plain = load_model(main).transcribe(audio, **options)
     compiled = load_model(main, compile=True, assistant=checkpoints["shared"])
-    assert compiled.steps.draft is not None
+    assert compiled.engine.steps.compiled and compiled.engine.steps.draft is not None
     fast = compiled.transcribe(audio, **options)
     assert [r.tokens for r in fast] == [r.tokens for r in plain]
     assert all(r.acceptance_rate is not None for r in fast)
@@ -298,7 +303,7 @@ def test_the_int8_self_draft_reads_the_main_decoders_caches(main_model, rules):
     assert_same_result(plain, fast)
     pairs = list(zip(assistant.decoder.layers, main_model.decoder.layers))
     assert all(d.cross_cache is m.cross_cache and d.self_cache is m.self_cache for d, m in pairs)
-    assert min(fast.acceptance_rates) > 0.5
+    assert min(rates(fast)) > 0.5
 
 
 class NaNProjection(torch.nn.Module):
@@ -312,9 +317,9 @@ def test_a_draft_sharing_the_self_attention_caches_never_leaves_an_entry_the_mai
     assistant = replace(self_draft(main_model), shares_cross_caches=True, shares_self_caches=True)
     for layer in assistant.decoder.layers:
         layer.self_attn.k_proj = layer.self_attn.v_proj = NaNProjection()
-    plain, fast = decode_both(main_model, assistant, random_mel(2, 34), rules, max_new_tokens=20, draft_tokens=3)
+    plain, fast = decode_both(main_model, assistant, random_mel(2, 34), rules, 20, Heuristic(start=3))
     assert_same_result(plain, fast)
-    assert sum(fast.proposed) > 0
+    assert sum(r.proposed for r in fast) > 0
 
 
 def test_int8_self_draft_needs_a_float32_model_on_the_cpu(checkpoints):
@@ -368,18 +373,17 @@ def test_base_with_a_student_draft_on_real_speech(tmp_path, decoder_only):
     model = load_whisper(BASE_MODEL)
     assistant = load_assistant(student, model)
     assert assistant.encoder is None  # the teacher's encoder, checked equal (or absent), serves both
-    defaults = load_generation_defaults(BASE_MODEL)
-    rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
+    rules = checkpoint_rules(BASE_MODEL)
     files = sorted((AUDIO_DIR / "short").glob("*.wav"))[::9]  # three speakers and recordings
     mel = torch.stack([log_mel_spectrogram(pad_or_trim(torch.from_numpy(load_audio(f))), 80) for f in files])
     plain, fast = decode_both(model, assistant, mel, rules, max_new_tokens=100)
     assert_same_result(plain, fast)
-    assert not any(plain.truncated)
+    assert not any(r.truncated for r in plain)
     assert_same_result(*with_timestamps_both_ways(model, assistant, mel, rules, max_new_tokens=100))
     oracle = WhisperForConditionalGeneration.from_pretrained(BASE_MODEL, dtype=torch.float32).eval()
     hf_draft = (WhisperForCausalLM if decoder_only else WhisperForConditionalGeneration).from_pretrained(student, dtype=torch.float32).eval()
     for i in range(len(files)):
-        assert [fast.tokens[i]] == hf_greedy_tokens(oracle, mel[i : i + 1], 100, assistant_model=hf_draft)
+        assert [fast[i].tokens] == hf_greedy_tokens(oracle, mel[i : i + 1], 100, assistant_model=hf_draft)
 
 
 class EndAfter:
@@ -398,8 +402,8 @@ def test_drafting_stops_once_every_row_proposed_the_end(main_model, rules):
     assistant, calls = self_draft(main_model), []
     draft_forward = assistant.decoder.forward
     assistant.decoder.forward = lambda *args: calls.append(1) or draft_forward(*args)
-    plain, fast = decode_both(main_model, assistant, random_mel(2, 33), [*rules, EndAfter(10)], 40, draft_tokens=8, adapt=False)
+    plain, fast = decode_both(main_model, assistant, random_mel(2, 33), [*rules, EndAfter(10)], 40, Fixed(8))
     assert_same_result(plain, fast)
-    assert [len(row) for row in plain.tokens] == [10, 10] and fast.acceptance_rates == [1.0, 1.0]
+    assert [len(r.tokens) for r in plain] == [10, 10] and rates(fast) == [1.0, 1.0]
     # The prompt; round 1: 8 proposals (tokens 2-9) from 8 steps, the main model's token 10; round 2: the end, 1 step.
     assert len(calls) == 1 + 8 + 1

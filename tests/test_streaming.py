@@ -18,7 +18,7 @@ import wave
 import numpy as np
 import pytest
 
-from conftest import BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, needs_ffmpeg, needs_shared, save_random_whisper
+from helpers import BASE_MODEL, needs_ffmpeg, needs_shared
 from distilwhisper import DistilWhisperError, audio, load_audio, load_model
 from distilwhisper.audio import SAMPLE_RATE, AudioStream, audio_duration, stream_audio
 from distilwhisper.longform import chunk_audio, stream_chunks
@@ -75,7 +75,7 @@ def test_builtin_reader_streams_a_float_wav_resampled_as_whole(builtin_reader_on
 
 @pytest.fixture
 def builtin_reader_only(monkeypatch):
-    from conftest import use_decoder
+    from helpers import use_decoder
 
     use_decoder(monkeypatch, "builtin")
 
@@ -106,11 +106,8 @@ def test_no_blocks_are_no_chunks():
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    if not BASE_MODEL.exists():
-        pytest.skip(f"whisper-base's tokenizer not found at {BASE_MODEL}")
-    path = save_random_whisper(tmp_path_factory.mktemp("tiny"), seed=3, **TINY_CONFIGS["tiny-4x4"])
-    return load_model(add_base_tokenizer(path), device="cpu", dtype="float32")
+def tiny_model(random_checkpoint):
+    return load_model(random_checkpoint(3, tokenizer="base"), device="cpu", dtype="float32")
 
 
 def test_a_long_file_transcribes_as_its_samples_do_in_memory(decoder, tiny_model, tmp_path, monkeypatch):
@@ -127,7 +124,7 @@ def test_memory_does_not_grow_with_the_length_of_the_file(tiny_model, tmp_path, 
     """10 minutes of audio (38 MB as float32 samples) with a tiny model: the Python and numpy memory the call
     holds at its peak (tracemalloc; torch's buffers, a batch of windows, are not counted and do not depend on
     the length) stays under 12 MB: about 8 MB, for 1 minute as for 10. Read whole, 10 minutes took 135 MB."""
-    from conftest import use_decoder
+    from helpers import use_decoder
 
     use_decoder(monkeypatch, decoder_name)
     rng = np.random.default_rng(0)
@@ -279,7 +276,7 @@ def _zero_bytes(tmp_path):
 @pytest.mark.parametrize("make_file, says", [*BAD_FILES.values(), (_zero_bytes, "is empty: no bytes to decode")],
                          ids=[*BAD_FILES.keys(), "zero bytes"])  # fmt: skip
 def test_bad_files_are_one_line_errors_before_any_decoding(decoder, tmp_path, make_file, says):
-    from distilwhisper.transcribe import open_audio
+    from distilwhisper.inputs import open_audio
 
     path = make_file(tmp_path)
     with pytest.raises(DistilWhisperError, match=says) as error:

@@ -13,23 +13,25 @@ The pipeline is always called greedy (`num_beams=1`).
 
 import json
 import shutil
+from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, needs_shared, save_random_whisper
-from distilwhisper import Segment, load_model
+from helpers import (AUDIO_DIR, BASE_MODEL, EOT, GREEDY, NO_SPEECH, NO_TIMESTAMPS, T0, TINY_CONFIGS, checkpoint_rules,
+                     needs_shared, pipeline_ready, tokens_of)  # fmt: skip
+from distilwhisper import Segment, TranscribeOptions, load_model
 from distilwhisper.audio import SAMPLE_RATE
-from distilwhisper.decoding import (
-    SuppressAtBegin, SuppressTokens, TimestampRules, finished_segments, greedy_decode_with_timestamps,
-)  # fmt: skip
+from distilwhisper.decoding import Decoding, TimestampRules, decode_in_passes, finished_segments
 from distilwhisper.longform import Chunk, Span, chunk_audio, stitch_with_timestamps
-from distilwhisper.weights import load_generation_defaults, load_whisper
-from test_longform import GREEDY, LENGTHS, LONG_FILES, asr_pipeline, synthetic_speech, whisper_tokenizer
+from distilwhisper.weights import load_whisper
+from distilwhisper.windows import Engine
+from test_longform import LENGTHS, LONG_FILES, asr_pipeline, synthetic_speech, whisper_tokenizer
 
-EOT, NO_TIMESTAMPS, T0, VOCAB = 50257, 50363, 50364, 51865  # T0 = <|0.00|>
+VOCAB = 51865
 PROMPT = [50258, 50259, 50359]  # <|startoftranscript|><|en|><|transcribe|>: no <|notimestamps|>
 TEXT = 50257  # text tokens lie below it
 
@@ -141,10 +143,10 @@ def test_finished_segments_cut_where_generate_does():
 
 
 @pytest.fixture(scope="module", params=sorted(TINY_CONFIGS))
-def tiny_checkpoint(request, tmp_path_factory):
+def tiny_checkpoint(request, random_checkpoint):
     from transformers import WhisperForConditionalGeneration
 
-    path = save_random_whisper(tmp_path_factory.mktemp(request.param), seed=3, **TINY_CONFIGS[request.param])
+    path = random_checkpoint(3, request.param)
     return path, WhisperForConditionalGeneration.from_pretrained(path).eval(), load_whisper(path)
 
 
@@ -153,19 +155,20 @@ def test_generated_tokens_equal_generate_with_timestamps(tiny_checkpoint, max_in
     """Random weights stop mid-segment often, so generate decodes the rest of the window again: the tokens
     of every pass, one after the other, are what it returns (eot and padding stripped)."""
     path, oracle, model = tiny_checkpoint
-    defaults = load_generation_defaults(path)
     oracle.generation_config.max_initial_timestamp_index = max_initial
     mel = torch.randn(3, model.dims.n_mels, 3000, generator=torch.Generator().manual_seed(5))
     expected = oracle.generate(mel, language="en", task="transcribe", return_timestamps=True, max_new_tokens=40,
                                do_sample=False, num_beams=1).tolist()  # fmt: skip
-    rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens),
-             TimestampRules(EOT, NO_TIMESTAMPS, max_initial)]  # fmt: skip
-    got = greedy_decode_with_timestamps(model, mel, model.encoder(mel), [PROMPT] * len(mel), EOT, rules, 40, 50362, T0)
-    for row, tokens in zip(expected, got.tokens):
+    decoding = Decoding(EOT, 40, (*checkpoint_rules(path), TimestampRules(EOT, NO_TIMESTAMPS, max_initial)), NO_SPEECH)
+    engine, prompts = Engine.eager(model), [PROMPT] * len(mel)
+    engine.prepare(mel)
+    first = engine.decode(prompts, decoding)
+    got = tokens_of(decode_in_passes(partial(engine.decode, decoding=decoding), engine.prepare, mel, first, prompts, T0))
+    for row, tokens in zip(expected, got):
         while row and row[-1] == EOT:
             row.pop()
         assert tokens == row
-    several_passes = [any(b < a for a, b in zip(t, t[1:]) if a >= T0 and b >= T0) for t in got.tokens]
+    several_passes = [any(b < a for a, b in zip(t, t[1:]) if a >= T0 and b >= T0) for t in got]
     assert any(several_passes) or max_initial == 50  # the later passes' timestamps start again from 0
 
 
@@ -291,21 +294,12 @@ def test_stitch_with_timestamps_on_random_chunks_equals_decode_asr():
 
 
 @pytest.fixture(scope="module")
-def random_checkpoint(tmp_path_factory):
+def timestamps_checkpoint(random_checkpoint, tmp_path_factory):
     """A random checkpoint the pipeline loads too, with timestamps free: every other special token but the end
     is suppressed (the pipeline's tokenizer would keep them as text; real checkpoints do not emit them)."""
-    if not BASE_MODEL.exists():
-        pytest.skip(f"real fixtures not found at {BASE_MODEL}")
-    path = save_random_whisper(tmp_path_factory.mktemp("timestamps"), seed=11, **TINY_CONFIGS["distil-2dec"])
-    add_base_tokenizer(path)
-    for name in ("tokenizer_config.json", "special_tokens_map.json", "merges.txt", "added_tokens.json",
-                 "normalizer.json", "preprocessor_config.json"):  # fmt: skip
-        shutil.copy(BASE_MODEL / name, path)
-    generation = json.loads((path / "generation_config.json").read_text())
-    generation["suppress_tokens"] = sorted(set(generation["suppress_tokens"]) | set(range(EOT + 1, T0)))
-    generation["max_initial_timestamp_index"] = 50
-    (path / "generation_config.json").write_text(json.dumps(generation))
-    return path
+    made = random_checkpoint(11, "distil-2dec", tokenizer="base")
+    folder = Path(shutil.copytree(made, tmp_path_factory.mktemp("timestamps") / "model"))
+    return pipeline_ready(folder, range(EOT + 1, T0), max_initial_timestamp_index=50)
 
 
 def pipeline_segments(result: dict, audio_end: float) -> list[Segment]:
@@ -319,15 +313,15 @@ def pipeline_segments(result: dict, audio_end: float) -> list[Segment]:
 
 
 @pytest.mark.parametrize("length", ["shorter than a chunk", "exactly three steps (30 s)"])
-def test_short_form_segments_equal_the_pipelines(random_checkpoint, length):
+def test_short_form_segments_equal_the_pipelines(timestamps_checkpoint, length):
     """Up to 30 s, decoded whole: the pipeline without chunk_length_s."""
     from transformers import pipeline
 
     samples = synthetic_speech(LENGTHS[length], seed=len(length))
-    pipe = pipeline("automatic-speech-recognition", model=str(random_checkpoint), device="cpu", dtype=torch.float32)
+    pipe = pipeline("automatic-speech-recognition", model=str(timestamps_checkpoint), device="cpu", dtype=torch.float32)
     expected = pipe({"raw": samples, "sampling_rate": SAMPLE_RATE}, return_timestamps=True,
                     generate_kwargs={**GREEDY, "max_new_tokens": 12})  # fmt: skip
-    got = load_model(random_checkpoint, device="cpu").transcribe(samples, language="en", max_new_tokens=12,
+    got = load_model(timestamps_checkpoint, device="cpu").transcribe(samples, language="en", max_new_tokens=12,
                                                                  no_speech_threshold=None, return_timestamps=True)
     assert got.segments == pipeline_segments(expected, round(len(samples) / SAMPLE_RATE, 2)) and got.segments
     assert got.text == expected["text"]
@@ -336,25 +330,23 @@ def test_short_form_segments_equal_the_pipelines(random_checkpoint, length):
 
 @pytest.mark.parametrize("length", ["30.01 s", "just over one chunk", "exactly four steps (40 s)",
                                     "last piece shorter than a stride (35.5 s)"])  # fmt: skip
-def test_long_form_segments_equal_the_pipelines(random_checkpoint, length):
-    from distilwhisper.longform import transcribe_long
-
+def test_long_form_segments_equal_the_pipelines(timestamps_checkpoint, length):
     samples = synthetic_speech(LENGTHS[length], seed=len(length) + 1)
-    expected = asr_pipeline(random_checkpoint)({"raw": samples, "sampling_rate": SAMPLE_RATE}, return_timestamps=True,
+    expected = asr_pipeline(timestamps_checkpoint)({"raw": samples, "sampling_rate": SAMPLE_RATE}, return_timestamps=True,
                                                 generate_kwargs={**GREEDY, "max_new_tokens": 12})  # fmt: skip
-    model = load_model(random_checkpoint, device="cpu", dtype="float32")
+    model = load_model(timestamps_checkpoint, device="cpu", dtype="float32")
     if len(samples) > 30 * SAMPLE_RATE:
         got = model.transcribe(samples, language="en", max_new_tokens=12, batch_size=4, no_speech_threshold=None,
                                return_timestamps=True)  # fmt: skip
     else:  # the algorithm itself takes any length
-        prompt = model.prompt("en", "transcribe", 12, timestamps=True)
-        got = transcribe_long(model, torch.from_numpy(samples), prompt, 12, None, "en", 4, timestamps=True)
+        plan = model.plan(TranscribeOptions("en", "transcribe", 12, no_speech_threshold=None, return_timestamps=True))
+        got = model.transcribe_long(torch.from_numpy(samples), plan, batch_size=4, chunk_length=15)
     assert got.segments == pipeline_segments(expected, round(len(samples) / SAMPLE_RATE, 2)) and got.segments
     assert got.text == expected["text"]
 
 
-def test_without_timestamps_there_are_no_segments_and_nothing_else_changes(random_checkpoint):
-    model = load_model(random_checkpoint, device="cpu")
+def test_without_timestamps_there_are_no_segments_and_nothing_else_changes(timestamps_checkpoint):
+    model = load_model(timestamps_checkpoint, device="cpu")
     samples = synthetic_speech(LENGTHS["shorter than a chunk"], 3)
     plain = model.transcribe(samples, max_new_tokens=10, no_speech_threshold=None)
     assert plain.segments == [] and plain.to_dict()["segments"] == []
@@ -363,11 +355,6 @@ def test_without_timestamps_there_are_no_segments_and_nothing_else_changes(rando
 
 
 # --- whisper-base, real speech -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def base_model():
-    return load_model(BASE_MODEL, device="cpu", dtype="float32")
 
 
 @needs_shared
@@ -449,14 +436,14 @@ def two_wavs(tmp_path):
     return paths
 
 
-def test_cli_subtitles_equal_the_apis_segments(random_checkpoint, two_wavs, tmp_path, capsys):
+def test_cli_subtitles_equal_the_apis_segments(timestamps_checkpoint, two_wavs, tmp_path, capsys):
     """srt turns timestamps on; --output-dir writes <name>.srt; printed, each document follows a head-style
     '==> path <==' line when there are several inputs."""
     from distilwhisper.cli import main, render
 
-    model = load_model(random_checkpoint, device="cpu")
+    model = load_model(timestamps_checkpoint, device="cpu")
     expected = [model.transcribe(p, max_new_tokens=8, return_timestamps=True) for p in two_wavs]
-    options = ["--model", str(random_checkpoint), "--max-new-tokens", "8", "--output-format", "srt"]
+    options = ["--model", str(timestamps_checkpoint), "--max-new-tokens", "8", "--output-format", "srt"]
     assert main([*map(str, two_wavs), *options, "--output-dir", str(tmp_path / "out")]) == 0
     for path, result in zip(two_wavs, expected):
         assert (tmp_path / "out" / f"{path.stem}.srt").read_text() == render(result, str(path), "srt") + "\n"

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import BASE_MODEL, needs_shared, read_manifest
+from helpers import BASE_MODEL, needs_shared, read_manifest
 from distilwhisper.errors import DistilWhisperError
 from distilwhisper.tokenizer import TASKS, load_tokenizer
 

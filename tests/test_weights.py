@@ -13,7 +13,7 @@ import torch
 from huggingface_hub.utils import filter_repo_objects
 from safetensors.torch import load_file, save_file
 
-from conftest import BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, needs_shared, save_random_whisper
+from helpers import BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, needs_shared
 from distilwhisper import DistilWhisperError, load_model
 from distilwhisper.model import Whisper
 from distilwhisper.tokenizer import load_tokenizer
@@ -25,13 +25,13 @@ TINY = TINY_CONFIGS["distil-2dec"]
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory):
-    return save_random_whisper(tmp_path_factory.mktemp("single"), seed=5, **TINY)
+def single(random_checkpoint):
+    return random_checkpoint(5, "distil-2dec")
 
 
 @pytest.fixture(scope="module")
-def sharded(tmp_path_factory):
-    return save_random_whisper(tmp_path_factory.mktemp("sharded"), seed=5, shard=True, **TINY)
+def sharded(random_checkpoint):
+    return random_checkpoint(5, "distil-2dec", shard=True)
 
 
 def edited_copy(source, tmp_path, edit):

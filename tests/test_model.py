@@ -1,35 +1,29 @@
 """Random-weight parity with transformers: the network, the loader and greedy decoding.
 
 Oracle: transformers' WhisperForConditionalGeneration on the very checkpoint we load, built at random
-in several shapes (conftest.TINY_CONFIGS), fed random log-mel input.
+in several shapes (helpers.TINY_CONFIGS), fed random log-mel input.
 """
 
 import pytest
 import torch
 
-from conftest import TINY_CONFIGS, hf_greedy_tokens, save_random_whisper
-from distilwhisper.decoding import SuppressAtBegin, SuppressTokens, greedy_decode
-from distilwhisper.weights import load_generation_defaults, load_whisper
+from helpers import PROMPT, TINY_CONFIGS, checkpoint_rules, decode, random_mel, tokens_of
+from distilwhisper.decoding import SuppressAtBegin, SuppressTokens
+from distilwhisper.weights import load_whisper
+from oracle import hf_greedy_tokens
 
 TOLERANCE = 1e-4  # max abs difference, fp32 on CPU
-PROMPT = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
 
 
 @pytest.fixture(scope="module", params=sorted(TINY_CONFIGS))
-def checkpoint(request, tmp_path_factory):
+def checkpoint(request, random_checkpoint):
     from transformers import WhisperForConditionalGeneration
 
     name = request.param
-    seed = sorted(TINY_CONFIGS).index(name)
     # The 2-layer decoder is saved in shards, so the sharded-index path is exercised too.
-    path = save_random_whisper(tmp_path_factory.mktemp(name), seed, shard=name == "distil-2dec", **TINY_CONFIGS[name])
+    path = random_checkpoint(sorted(TINY_CONFIGS).index(name), name, shard=name == "distil-2dec")
     oracle = WhisperForConditionalGeneration.from_pretrained(path).eval()
     return path, oracle, load_whisper(path)
-
-
-def random_mel(model, batch: int, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, model.dims.n_mels, 2 * model.dims.n_audio_ctx, generator=generator)
 
 
 def test_encoder_output_matches_transformers(checkpoint):
@@ -78,8 +72,8 @@ def stepwise_error(model, seed: int, poison: bool = False) -> float:
         model.decoder.setup_caches(model.encoder(mel))
         if poison:
             poison_self_caches(model)
-        prefix = model.decoder(tokens[:, :4], torch.arange(4))
-        steps = [model.decoder(tokens[:, i : i + 1], torch.tensor([i])) for i in range(4, 9)]
+        prefix = model.decoder(tokens[:, :4], torch.arange(4), 4)
+        steps = [model.decoder(tokens[:, i : i + 1], torch.tensor([i]), i + 1) for i in range(4, 9)]
     return (torch.cat([prefix, *steps], dim=1) - full).abs().max().item()
 
 
@@ -96,26 +90,24 @@ def test_cached_steps_equal_one_full_pass(checkpoint):
 
 
 def test_eager_steps_read_no_cache_entry_past_the_last_written(checkpoint):
-    """Eager on the CPU, self-attention reads the cache up to the last position written and nothing after it
-    (NaN there changes nothing, where attending the whole masked cache would give NaN): the logits are a full
-    pass's, and greedy decoding gives the same result as on a clean cache."""
+    """Told the positions filled so far (as the eager loops tell it), self-attention reads the cache up to the last
+    position written and nothing after it (NaN there changes nothing, where attending the whole masked cache would
+    give NaN): the logits are a full pass's, and greedy decoding gives the same result as on a clean cache."""
     ours = checkpoint[2]
     assert stepwise_error(ours, seed=29, poison=True) < TOLERANCE
 
     mel = random_mel(ours, 2, seed=31)
-    clean = greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=[], max_new_tokens=12)
+    clean = decode(ours, ours.encoder(mel), PROMPT, 12)
     poison_self_caches(ours)
-    poisoned = greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=[], max_new_tokens=12)
-    assert (poisoned.tokens, poisoned.avg_logprobs) == (clean.tokens, clean.avg_logprobs)
+    poisoned = decode(ours, ours.encoder(mel), PROMPT, 12)
+    assert [(r.tokens, r.avg_logprob) for r in poisoned] == [(r.tokens, r.avg_logprob) for r in clean]
 
 
 def test_greedy_tokens_match_transformers_generate(checkpoint):
     path, oracle, ours = checkpoint
     mel = random_mel(ours, 3, seed=16)
-    defaults = load_generation_defaults(path)
-    rules = [SuppressTokens(defaults.suppress_tokens), SuppressAtBegin(defaults.begin_suppress_tokens)]
     expected = hf_greedy_tokens(oracle, mel, max_new_tokens=40)
-    got = greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=rules, max_new_tokens=40).tokens
+    got = tokens_of(decode(ours, ours.encoder(mel), PROMPT, 40, checkpoint_rules(path)))
     assert got == expected
 
 
@@ -128,15 +120,15 @@ def test_suppressed_tokens_follow_transformers(checkpoint):
     begin_suppress = sorted({row[0] for row in free})
     expected = hf_greedy_tokens(oracle, mel, max_new_tokens=12, suppress_tokens=suppress,
                                 begin_suppress_tokens=begin_suppress)
-    rules = [SuppressTokens(suppress), SuppressAtBegin(begin_suppress)]
-    got = greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=rules, max_new_tokens=12).tokens
+    rules = (SuppressTokens(suppress), SuppressAtBegin(begin_suppress))
+    got = tokens_of(decode(ours, ours.encoder(mel), PROMPT, 12, rules))
     assert got == expected
     assert not set(suppress) & {t for row in got for t in row}
     assert all(row[0] not in begin_suppress for row in got)
 
 
 @pytest.mark.parametrize("how", ["config-untied", "stored-copy-differs"])
-def test_untied_output_projection_matches_transformers(how, tmp_path):
+def test_untied_output_projection_matches_transformers(how, random_checkpoint, copied):
     """A checkpoint with its own proj_out.weight, untied by config.json or by differing from the embedding.
 
     Oracle: transformers, which keeps a stored projection that differs even when the config says tied.
@@ -144,7 +136,7 @@ def test_untied_output_projection_matches_transformers(how, tmp_path):
     from safetensors.torch import load_file, save_file
     from transformers import WhisperForConditionalGeneration
 
-    path = save_random_whisper(tmp_path, seed=21, tie_word_embeddings=how != "config-untied", **TINY_CONFIGS["distil-2dec"])
+    path = copied(random_checkpoint(21, "distil-2dec", tie_word_embeddings=how != "config-untied"))
     if how == "stored-copy-differs":
         tensors = load_file(path / "model.safetensors")
         tensors["proj_out.weight"] = torch.randn(tensors["model.decoder.embed_tokens.weight"].shape) * 0.2
@@ -160,10 +152,10 @@ def test_untied_output_projection_matches_transformers(how, tmp_path):
     assert (got - expected).abs().max().item() < TOLERANCE
 
 
-def test_a_stored_copy_of_the_embedding_stays_tied(tmp_path):
+def test_a_stored_copy_of_the_embedding_stays_tied(random_checkpoint, copied):
     from safetensors.torch import load_file, save_file
 
-    path = save_random_whisper(tmp_path, seed=24, **TINY_CONFIGS["distil-2dec"])
+    path = copied(random_checkpoint(24, "distil-2dec"))
     tensors = load_file(path / "model.safetensors")
     tensors["proj_out.weight"] = tensors["model.decoder.embed_tokens.weight"].clone()
     save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
@@ -172,11 +164,11 @@ def test_a_stored_copy_of_the_embedding_stays_tied(tmp_path):
 
 
 def test_forward_works_in_any_grad_mode_after_decoding(checkpoint):
-    """Caches first made by greedy_decode (under inference_mode) are reused by a plain forward, and back."""
+    """Caches first made for greedy decoding (under inference_mode) are reused by a plain forward, and back."""
     _, _, ours = checkpoint
     mel = random_mel(ours, 2, seed=25)
     tokens = torch.randint(0, 50257, (2, 6), generator=torch.Generator().manual_seed(26))
-    greedy_decode(ours, ours.encoder(mel), PROMPT, eot=50257, rules=[], max_new_tokens=3)
+    decode(ours, ours.encoder(mel), PROMPT, 3)
     with torch.no_grad():
         reference = ours(mel, tokens)
     assert torch.equal(ours(mel, tokens), reference)  # grad mode on: the weights need no grad
@@ -189,16 +181,16 @@ def test_caches_reused_across_batch_sizes_give_fresh_results(checkpoint):
     path, _, ours = checkpoint
     mels = [random_mel(ours, 2, seed=27), random_mel(ours, 3, seed=28)]
 
-    def decode(model, mel):
-        return greedy_decode(model, model.encoder(mel), PROMPT, eot=50257, rules=[], max_new_tokens=15).tokens
+    def tokens(model, mel):
+        return tokens_of(decode(model, model.encoder(mel), PROMPT, 15))
 
-    fresh = [decode(load_whisper(path), mel) for mel in mels]
-    assert [decode(ours, mels[0]), decode(ours, mels[1]), decode(ours, mels[0])] == [fresh[0], fresh[1], fresh[0]]
+    fresh = [tokens(load_whisper(path), mel) for mel in mels]
+    assert [tokens(ours, mels[0]), tokens(ours, mels[1]), tokens(ours, mels[0])] == [fresh[0], fresh[1], fresh[0]]
 
 
 @pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    return load_whisper(save_random_whisper(tmp_path_factory.mktemp("small"), seed=40, **TINY_CONFIGS["tiny-4x4"]))
+def small_model(random_checkpoint):
+    return load_whisper(random_checkpoint(40))
 
 
 BAD_FORWARD = {  # a change to a good (mel, tokens) pair, and the one-line error Whisper.forward must give
@@ -224,8 +216,8 @@ def test_forward_names_bad_input(case, small_model):
     assert "\n" not in str(error.value)
 
 
-def test_decoding_before_setup_caches_says_what_to_call(tmp_path):
+def test_decoding_before_setup_caches_says_what_to_call(random_checkpoint):
     """A decoder stepped before it has caches (a library user's first try) names the call it needs."""
-    model = load_whisper(save_random_whisper(tmp_path, seed=42, **TINY_CONFIGS["tiny-4x4"]))
+    model = load_whisper(random_checkpoint(42))
     with pytest.raises(RuntimeError, match=r"call decoder\.setup_caches\(audio_features\) before decoding"):
         model.decoder(torch.tensor([[50258]]), torch.arange(1))

@@ -21,7 +21,7 @@ from collections.abc import Generator, Iterator
 from fractions import Fraction
 from pathlib import Path
 
-from .errors import DistilWhisperError
+from ..errors import DistilWhisperError
 
 # Letters that NFKD does not split into a base letter and a combining mark.
 EXTRA_DIACRITICS = {

@@ -29,14 +29,16 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .audio import SAMPLE_RATE
-from .cli import HelpFormatter, add_transcription_options, check_transcription_options, describe, fail, flag_names, write_atomically
-from .errors import DistilWhisperError
-from .languages import language_code
+from ..audio import SAMPLE_RATE
+from ..cli import HelpFormatter, add_transcription_options, check_transcription_options, describe, fail, flag_names, write_atomically
+from ..errors import DistilWhisperError
+from ..inputs import as_waveform
+from ..languages import language_code
+from ..plan import DecodePlan
+from ..transcribe import Transcriber, load_model
+from ..version import __version__
+from ..weights import resolve_model_dir
 from .normalizer import EnglishTextNormalizer, basic_normalize, load_spelling_map
-from .transcribe import as_waveform, load_model
-from .version import __version__
-from .weights import resolve_model_dir
 
 EVAL_EXTRA = 'pip install "distilwhisper[eval]"'
 
@@ -165,8 +167,7 @@ def run(args: argparse.Namespace) -> int:
         model_dir = resolve_model_dir(args.model)
         normalize = EnglishTextNormalizer(load_spelling_map(model_dir)) if english else basic_normalize
         transcriber = load_model(model_dir, device=args.device, dtype=args.dtype, compile=args.compile, assistant=args.assistant)
-        # bad options fail before any work
-        transcriber.prompt(args.language, args.task, args.max_new_tokens, initial_prompt=args.initial_prompt)
+        plan = transcriber.plan(args.options)  # bad options fail before any work
         args.batch_size = args.batch_size or transcriber.default_batch_size
     except Exception as e:  # noqa: BLE001 - a bad manifest or a model that does not load is one line
         fail(flag_names(describe(e), args))
@@ -178,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     processing = 0.0
     for start in range(0, len(rows), args.batch_size):
         batch = [FileScore(row.file, row.reference) for row in rows[start : start + args.batch_size]]
-        processing += transcribe_batch(transcriber, rows[start : start + args.batch_size], batch, args)
+        processing += transcribe_batch(transcriber, plan, rows[start : start + args.batch_size], batch, args)
         for score in batch:
             if score.hypothesis is not None:
                 score.normalized_reference, score.normalized_hypothesis = normalize(score.reference), normalize(score.hypothesis)
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
-def transcribe_batch(transcriber, rows: list[Row], scores: list[FileScore], args: argparse.Namespace) -> float:
+def transcribe_batch(transcriber: Transcriber, plan: DecodePlan, rows: list[Row], scores: list[FileScore], args: argparse.Namespace) -> float:
     """Fill in the batch's hypotheses, durations and RTF (or errors); return the seconds spent transcribing."""
     loaded = []
     for row, score in zip(rows, scores):
@@ -213,18 +214,15 @@ def transcribe_batch(transcriber, rows: list[Row], scores: list[FileScore], args
     if not loaded:
         return 0.0
     started = time.perf_counter()
-    try:
-        results = transcriber.transcribe([w for _, w in loaded], args.language, args.task, args.max_new_tokens,
-                                         batch_size=args.batch_size, chunk_length=args.chunk_length,
-                                         initial_prompt=args.initial_prompt)  # fmt: skip
-    except Exception as e:  # noqa: BLE001 - out of memory, a CUDA error...: this batch fails, the next ones still run
-        for score, _ in loaded:
-            score.error = f"{score.file}: {describe(e)}"
-        return 0.0
+    # A file that fails in decoding (out of memory alone) fails alone; the batch's others are scored.
+    outcomes = list(transcriber.outcomes(((None, w) for _, w in loaded), plan, args.options))
     elapsed = time.perf_counter() - started
     rtf = elapsed / (sum(len(w) for _, w in loaded) / SAMPLE_RATE)
-    for (score, waveform), result in zip(loaded, results):
-        score.hypothesis, score.duration, score.rtf = result.text, len(waveform) / SAMPLE_RATE, rtf
+    for (score, waveform), outcome in zip(loaded, outcomes):
+        if isinstance(outcome, Exception):
+            score.error = f"{score.file}: {describe(outcome)}"
+        else:
+            score.hypothesis, score.duration, score.rtf = outcome.text, len(waveform) / SAMPLE_RATE, rtf
     return elapsed
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import AUDIO_DIR, BASE_MODEL, needs_ffmpeg, needs_pyav, needs_shared, use_decoder
+from helpers import AUDIO_DIR, BASE_MODEL, needs_ffmpeg, needs_pyav, needs_shared, use_decoder
 
 import distilwhisper
 from distilwhisper.audio import SAMPLE_RATE, decode_audio, load_audio
 from distilwhisper.cli import main
-from distilwhisper.transcribe import as_waveform
+from distilwhisper.inputs import as_waveform
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH = AUDIO_DIR / "short" / "jfk_inaugural_11s.wav"  # 16 kHz 16-bit PCM
@@ -250,7 +250,7 @@ def test_long_standard_input_is_streamed_from_a_spooled_copy(monkeypatch, tmp_pa
     import wave
 
     import distilwhisper.cli
-    from distilwhisper.transcribe import AudioStream
+    from distilwhisper.audio import AudioStream
 
     long_file = tmp_path / "long.wav"
     with wave.open(str(long_file), "wb") as f:

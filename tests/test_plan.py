@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import AUDIO_DIR, BASE_MODEL, TINY_CONFIGS, add_base_tokenizer, needs_shared, save_random_whisper
-from distilwhisper import load_model
+from helpers import AUDIO_DIR, BASE_MODEL, EOT, needs_shared
+from distilwhisper import TranscribeOptions, load_model
 
 pytestmark = needs_shared
-EOT = 50257
 
 
 def noise(seed: int) -> np.ndarray:
@@ -20,13 +19,13 @@ def noise(seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("max_length", [448, 60])
-def test_default_token_limit_is_generates(max_length, tmp_path):
+def test_default_token_limit_is_generates(max_length, random_checkpoint, copied):
     """With the end token suppressed both run to the limit: the checkpoint's max_length new tokens (448 in
     Whisper's), at most what the decoder's 448 positions hold after the prompt. (A checkpoint without
     max_length gets the decoder's context from us, transformers' generic default of 20 from generate().)"""
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-    path = add_base_tokenizer(save_random_whisper(tmp_path, seed=31, **TINY_CONFIGS["tiny-4x4"]))
+    path = copied(random_checkpoint(31, tokenizer="base"))
     generation = json.loads((path / "generation_config.json").read_text())
     generation["suppress_tokens"] += [EOT]
     generation["max_length"] = max_length
@@ -83,7 +82,7 @@ def test_checkpoint_language_and_task_are_the_defaults(case, tuned_checkpoint):
     oracle.generate(features, max_new_tokens=1, **arguments)
 
     ours = load_model(path, device="cpu")
-    assert ours.prompt(**arguments) == prompts[0]
+    assert ours.plan(TranscribeOptions(**arguments)).prompt() == prompts[0]
     language = ours.tokenizer.language_of(prompts[0][1])
     assert ours.transcribe(AUDIO_DIR / "short" / "jfk_inaugural_11s.wav", max_new_tokens=3, **arguments).language == language
 
@@ -92,4 +91,4 @@ def test_a_language_without_a_task_is_transcribed(tuned_checkpoint):
     """Where nothing names a task, generate() leaves the task token out (<|startoftranscript|><|fr|><|notimestamps|>),
     a prompt Whisper was not trained on; we transcribe, as openai/whisper and faster-whisper do."""
     ours = load_model(tuned_checkpoint(forced_decoder_ids=[[1, FR]]), device="cpu")
-    assert ours.prompt() == [50258, FR, TRANSCRIBE, NO_TIMESTAMPS]
+    assert ours.plan().prompt() == [50258, FR, TRANSCRIBE, NO_TIMESTAMPS]

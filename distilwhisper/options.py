@@ -1,0 +1,71 @@
+"""What a transcribe call may be asked, as one value that checks itself.
+
+`TranscribeOptions` holds the options that do not depend on the checkpoint and refuses, by name, one of the wrong
+kind: left alone, it would fail deep in decoding with torch's words (`full(): argument 'size' failed to unpack`),
+after the encoder has run, or not at all (a NaN threshold calls nothing silent). What depends on the checkpoint
+(a language it knows, room in its decoder for the prompt and the tokens) is checked when the options are planned
+against it (`plan.make_plan`).
+"""
+
+import numbers
+from dataclasses import dataclass, fields
+
+from .errors import DistilWhisperError, is_whole_number
+from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples
+from .tokenizer import TASKS
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Every option of `Transcriber.transcribe`, in the order it takes them.
+
+    language: a code, name or <|xx|> ("fr", "french"); None: the checkpoint's, else detected input by input.
+    task: "transcribe" or "translate"; None: the checkpoint's, else transcribe.
+    max_new_tokens: tokens per window at most; None: the checkpoint's max_length, as generate() counts it.
+    no_speech_threshold: a window whose no-speech probability is above it has no text; None keeps every one.
+    batch_size: windows decoded together; None: 8 on the CPU, 16 on a GPU.
+    chunk_length: seconds per chunk of audio over 30 s (1 to 30).
+    return_timestamps: decode with Whisper's timestamp tokens and give segments.
+    initial_prompt: text the model reads as the transcript before the audio (names, spellings, style).
+    """
+
+    language: str | None = None
+    task: str | None = None
+    max_new_tokens: int | None = None
+    no_speech_threshold: float | None = 0.6
+    batch_size: int | None = None
+    chunk_length: float = DEFAULT_CHUNK_LENGTH
+    return_timestamps: bool = False
+    initial_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("language", "task", "initial_prompt"):
+            text = getattr(self, name)
+            if text is not None and not isinstance(text, str):
+                raise DistilWhisperError(f"{name} must be a string, got {text!r}")
+        if self.task not in (*TASKS, None):
+            raise DistilWhisperError(f"unknown task '{self.task}'; use 'transcribe' or 'translate'")
+        for name in ("max_new_tokens", "batch_size"):
+            count = getattr(self, name)
+            if count is not None and not is_whole_number(count):
+                raise DistilWhisperError(f"{name} must be a whole number, got {count!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise DistilWhisperError(f"batch_size must be at least 1, got {self.batch_size}")
+        threshold = self.no_speech_threshold
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or threshold != threshold):
+            raise DistilWhisperError(f"no_speech_threshold must be a probability, or None to keep every transcript, got {threshold!r}")
+        chunk_samples(self.chunk_length)
+        if not isinstance(self.return_timestamps, bool):
+            raise DistilWhisperError(f"return_timestamps must be True or False, got {self.return_timestamps!r}")
+
+
+OPTION_NAMES = tuple(f.name for f in fields(TranscribeOptions))
+
+
+def transcribe_options(*args: object, **options: object) -> TranscribeOptions:
+    """TranscribeOptions from a call's arguments; an option it does not have is refused by name, in one line."""
+    unknown = [name for name in options if name not in OPTION_NAMES]
+    if unknown or len(args) > len(OPTION_NAMES):
+        got = f"option '{unknown[0]}'" if unknown else f"{len(args)} options in a row"
+        raise DistilWhisperError(f"transcribe has no {got}; its options are {', '.join(OPTION_NAMES)} and progress")
+    return TranscribeOptions(*args, **options)  # type: ignore[arg-type]

@@ -1,0 +1,77 @@
+"""A batch of 30 s windows, from samples to each window's tokens: openai/whisper's DecodingTask.run as a function.
+
+    pad to the compile bucket -> log-mel -> encoder -> the decoders' caches -> language detection -> prompts
+      -> decoding (greedy or speculative; with timestamps, in passes) -> silence rule -> the padding dropped
+
+Short inputs are one window each; long ones are cut into chunks, each a window (transcribe.py, longform.py).
+"""
+
+from dataclasses import dataclass, replace
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from .audio import log_mel_spectrogram
+from .compiled import Steps, eager_steps, pad_to_bucket
+from .decoding import Decoding, WindowResult, decode_in_passes, detect_language, greedy_decode
+from .model import Whisper
+from .plan import DecodePlan
+from .speculative import Assistant, speculative_decode
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The network and how it runs: its steps (eager, or compiled with `compiled.compiled_steps`) and, for
+    speculative decoding, a draft model. Which loop decodes is fixed here, at load: greedy, or speculative."""
+
+    model: Whisper
+    steps: Steps
+    assistant: Assistant | None = None
+
+    @classmethod
+    def eager(cls, model: Whisper, assistant: Assistant | None = None) -> "Engine":
+        return cls(model, eager_steps(model, assistant), assistant)
+
+    def prepare(self, mel: Tensor) -> Tensor:
+        """Encode (batch, n_mels, 3000) log-mel and make every decoder's caches hold it: what each pass starts with."""
+        features = self.steps.for_batch(len(mel)).encoder(mel)
+        self.model.decoder.setup_caches(features)
+        if self.assistant is not None:
+            self.assistant.setup_caches(self.model.decoder, mel, features)
+        return features
+
+    def decode(self, prompts: list[list[int]], decoding: Decoding) -> list[WindowResult]:
+        """One pass over the windows `prepare` encoded, one prompt each."""
+        steps = self.steps.for_batch(len(prompts))
+        if self.assistant is None:
+            return greedy_decode(self.model, prompts, decoding, steps.decoder)
+        return speculative_decode(self.model, self.assistant, prompts, decoding, steps.decoder, steps.draft, steps.schedule)
+
+
+@torch.inference_mode()
+def decode_windows(engine: Engine, plan: DecodePlan, waveforms: Tensor) -> list[WindowResult]:
+    """(batch, N_SAMPLES) samples -> each window's result: its generated tokens (timestamps among them when the plan
+    asks for them), the language it was decoded in (detected per window when the plan has none), and no tokens at
+    all for a window the silence rule finds silent."""
+    model, batch = engine.model, len(waveforms)
+    device, dtype = model.decoder.embed_tokens.weight.device, model.decoder.embed_tokens.weight.dtype
+    waveforms = pad_to_bucket(waveforms.to(device), engine.steps)  # the padding is decoded, then dropped
+    mel = log_mel_spectrogram(waveforms, model.dims.n_mels).to(dtype)
+    engine.prepare(mel)
+    detected: list[int | None] = [None] * len(mel)
+    if plan.detect_from:
+        detected = detect_language(model, len(mel), plan.sot, list(plan.detect_from)).tolist()
+    prompts = [plan.prompt(token) for token in detected]
+    results = engine.decode(prompts, plan.decoding)
+    if plan.timestamp_begin is not None:
+        results = decode_in_passes(partial(engine.decode, decoding=plan.decoding), engine.prepare, mel, results, prompts,
+                                   plan.timestamp_begin)  # fmt: skip
+    languages = [plan.language if token is None else plan.detect_from[token] for token in detected]
+    return [silence_rule(r, language, plan.no_speech_threshold) for r, language in zip(results[:batch], languages)]
+
+
+def silence_rule(result: WindowResult, language: str | None, threshold: float | None) -> WindowResult:
+    """The window's result in its language; no text where its no-speech probability is above `threshold`."""
+    silent = threshold is not None and result.no_speech_prob > threshold
+    return replace(result, tokens=[] if silent else result.tokens, truncated=result.truncated and not silent, language=language)

@@ -1,0 +1,52 @@
+"""The package's shape: data flows one way, so every module imports only modules below it.
+
+Read from the source (ast), not by importing: the package's own imports, `from .x import` and `from ..x import`.
+"""
+
+import ast
+from pathlib import Path
+
+from helpers import ROOT
+
+PACKAGE = ROOT / "distilwhisper"
+# Bottom to top: each module may import only those before it.
+LAYERS = [
+    "errors", "version", "languages", "devices", "audio", "model", "weights", "tokenizer", "longform", "decoding",
+    "speculative", "compiled", "options", "plan", "inputs", "windows", "transcribe", "cli",
+    "evaluate.normalizer", "evaluate.wer", "evaluate", "evaluate.__main__", "__main__", "__init__",
+]  # fmt: skip
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
+
+
+def package_imports(path: Path) -> set[str]:
+    """The package modules `path` imports (relative imports resolved against its own package)."""
+    package = list(path.relative_to(PACKAGE).parent.parts)  # [] for distilwhisper/x.py, ["evaluate"] below it
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - (node.level - 1)]
+            target = [*base, *(node.module.split(".") if node.module else [])]
+            if target:
+                found.add(".".join(target))
+            else:  # from . import x
+                found |= {alias.name for alias in node.names}
+    return {name if name in LAYERS else name.rsplit(".", 1)[0] for name in found}
+
+
+def test_every_module_is_placed_and_imports_only_the_ones_below_it():
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    assert set(modules) == set(LAYERS), "place each module of the package in LAYERS"
+    for name, path in modules.items():
+        above = [imported for imported in package_imports(path) if LAYERS.index(imported) >= LAYERS.index(name)]
+        assert not above, f"{name} imports {above}, which are not below it"
+
+
+def test_longform_is_arithmetic_on_samples_and_tokens():
+    """Chunk geometry and stitching import nothing above the audio constants: no model, no decoding."""
+    assert package_imports(PACKAGE / "longform.py") <= {"audio", "errors"}
+    assert "torch" not in {alias.name.split(".")[0] for node in ast.walk(ast.parse((PACKAGE / "longform.py").read_text()))
+                           if isinstance(node, ast.Import) for alias in node.names}
