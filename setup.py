@@ -19,7 +19,7 @@ setup(
     license="MIT",
     license_files=["LICENSE"],
     python_requires=">=3.10",
-    packages=find_packages(include=["distilwhisper"]),
+    packages=find_packages(include=["distilwhisper", "distilwhisper.*"]),
     package_data={"distilwhisper": ["py.typed"]},  # the type hints reach users' type checkers
     install_requires=["torch>=2.4", "numpy", "tiktoken>=0.7", "safetensors>=0.4", "huggingface-hub>=0.23"],
     extras_require={
