@@ -1,12 +1,14 @@
 """Short-form latency: distilwhisper vs transformers vs faster-whisper, same weights, same audio, one run.
 
 Each engine runs in its own child process (so its peak memory is its own), on the same decoded 16 kHz
-samples, with the same thread count, greedy, English, no timestamps. Per file it takes the median of
+samples, with the same thread count, greedy (or with --num-beams N, each engine's beam search), English, no
+timestamps. Per file it takes the median of
 --runs timed calls after one warm-up call; a call covers features, encoder, decoding and detokenising.
 
     python bench/short_form.py                        # base fixture, every file in ../shared/audio/short
     python bench/short_form.py --json bench/out/short.json
     python bench/short_form.py --initial-prompt "Dashwood, Norland."  # every engine reads the same previous text
+    python bench/short_form.py --num-beams 5          # what the pipeline, openai/whisper and faster-whisper default to
 
 Prints a table and, last, one JSON line. faster-whisper needs a CTranslate2 copy of the checkpoint; it is
 converted once into bench/out/ (ct2-transformers-converter) when faster-whisper is installed.
@@ -33,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch / CTranslate2 threads (default: all cores)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--initial-prompt", default=None, help="previous text for every engine (default: none)")
+    parser.add_argument("--num-beams", type=int, default=1, help="beam search for every engine (faster-whisper: beam_size)")
     parser.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     parser.add_argument("--json", default=None, help="also write the JSON here")
     parser.add_argument("--child", default=None, choices=ENGINES, help=argparse.SUPPRESS)
@@ -43,12 +46,13 @@ def engine(args: argparse.Namespace):
     """`run(samples) -> tokens decoded` for the engine `args.child`."""
     if args.child.startswith("distilwhisper"):
         transcribe = ours(args.model, compile=args.child == "distilwhisper-compiled", language="en",
-                          max_new_tokens=args.max_new_tokens, initial_prompt=args.initial_prompt)  # fmt: skip
+                          max_new_tokens=args.max_new_tokens, initial_prompt=args.initial_prompt, num_beams=args.num_beams)  # fmt: skip
         return lambda samples: len(transcribe(samples).tokens)
     if args.child == "transformers":
-        generate, _ = transformers_generate(args.model, "cpu", torch.float32, args.max_new_tokens, initial_prompt=args.initial_prompt)
+        generate, _ = transformers_generate(args.model, "cpu", torch.float32, args.max_new_tokens, initial_prompt=args.initial_prompt,
+                                            num_beams=args.num_beams)  # fmt: skip
         return lambda samples: len(generate([samples])[0])
-    run = faster_whisper(args.model, args.threads, args.max_new_tokens, args.initial_prompt)
+    run = faster_whisper(args.model, args.threads, args.max_new_tokens, args.initial_prompt, beam_size=args.num_beams)
     return lambda samples: len(run([samples])[0])
 
 
@@ -89,7 +93,7 @@ def summarize(result: dict) -> dict:
 def run(args: argparse.Namespace) -> dict:
     """Every engine in its own process; the report, with each engine's speed-up over transformers."""
     passthrough = ["--model", args.model, "--runs", str(args.runs), "--max-new-tokens", str(args.max_new_tokens),
-                   "--threads", str(args.threads), "--audio", *args.audio]  # fmt: skip
+                   "--threads", str(args.threads), "--num-beams", str(args.num_beams), "--audio", *args.audio]  # fmt: skip
     passthrough += [] if args.initial_prompt is None else ["--initial-prompt", args.initial_prompt]
     rows = [summarize(result) for name in args.engines if (result := run_child(__file__, name, passthrough))]
     baseline = next((r["total_latency_s"] for r in rows if r["engine"] == "transformers"), None)
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> dict:
         row["speedup_vs_transformers"] = baseline / row["total_latency_s"] if baseline else None
     return {"benchmark": "short_form", "device": "cpu", "dtype": "float32", "threads": args.threads,
             "model": args.model, "files": len(args.audio), "runs": args.runs, "initial_prompt": args.initial_prompt,
-            "versions": versions(), "results": rows}  # fmt: skip
+            "num_beams": args.num_beams, "versions": versions(), "results": rows}  # fmt: skip
 
 
 def main() -> None:
@@ -111,7 +115,8 @@ def main() -> None:
         return
     report = run(args)
     print(f"{report['files']} files, {args.runs} timed runs each (median), CPU fp32, "
-          f"{args.threads} threads, model {Path(args.model).name}, initial prompt {args.initial_prompt!r}")  # fmt: skip
+          f"{args.threads} threads, model {Path(args.model).name}, initial prompt {args.initial_prompt!r}, "
+          f"{args.num_beams} beam(s)")  # fmt: skip
     print(f"{'engine':<24}{'median s':>10}{'total s':>10}{'RTF':>8}{'tok/s':>8}{'peak MiB':>10}{'load s':>8}{'first s':>9}{'vs HF':>8}")
     for r in report["results"]:
         speedup = f"{r['speedup_vs_transformers']:.2f}x" if r["speedup_vs_transformers"] else "-"

@@ -8,6 +8,7 @@ in the language's place (`DecodePlan.prompt`).
 
 from dataclasses import dataclass
 
+from .beam_search import BeamSearch
 from .decoding import Decoding, Rule, SuppressAtBegin, SuppressTokens, TimestampRules
 from .errors import DistilWhisperError
 from .languages import language_code
@@ -30,6 +31,7 @@ class DecodePlan:
     decoding: Decoding
     timestamp_begin: int | None  # <|0.00|> when decoding with timestamps, else None
     no_speech_threshold: float | None
+    beams: BeamSearch | None = None  # None: greedy
 
     @property
     def sot(self) -> int:
@@ -90,6 +92,7 @@ def make_plan(options: TranscribeOptions, tokenizer: Tokenizer, defaults: Genera
         tuple(head), language_token, tuple(tail), language, detect_from,
         Decoding(tokenizer.eot, max_new_tokens, tuple(rules), tokenizer.no_speech, sot_index=len(head) - 1),
         tokenizer.timestamp_begin if options.return_timestamps else None, options.no_speech_threshold,
+        BeamSearch(options.num_beams, defaults.length_penalty, defaults.early_stopping) if options.num_beams > 1 else None,
     )  # fmt: skip
 
 

@@ -88,6 +88,9 @@ class GenerationDefaults:
     language_tokens: tuple[int, ...] = ()  # lang_to_id's ids: the languages detection chooses from
     # With timestamps, how late the first one may be, in 0.02 s steps (50 in openai's checkpoints; None: any).
     max_initial_timestamp_index: int | None = None
+    # Beam search's scoring of finished hypotheses and when it stops, as transformers reads them (its defaults).
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False  # True, False or "never"
 
 
 def resolve_model_dir(
@@ -177,6 +180,8 @@ def load_generation_defaults(model_dir: str | os.PathLike) -> GenerationDefaults
         is_multilingual=config.get("is_multilingual"),
         language_tokens=tuple(sorted((config.get("lang_to_id") or {}).values())),
         max_initial_timestamp_index=config.get("max_initial_timestamp_index"),
+        length_penalty=config.get("length_penalty", 1.0),
+        early_stopping=config.get("early_stopping", False),
     )
 
 
@@ -209,6 +214,8 @@ def _check_generation_fields(config: dict, source: dict[str, Path], n_vocab: int
     check("language", lambda v: isinstance(v, str), "a string")
     check("task", lambda v: isinstance(v, str), "a string")
     check("is_multilingual", lambda v: isinstance(v, bool), "true or false")
+    check("length_penalty", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number")
+    check("early_stopping", lambda v: isinstance(v, bool) or v == "never", 'true, false or "never"')
 
 
 def _is_forced_pair(pair) -> bool:

@@ -11,7 +11,7 @@ from helpers import ROOT
 PACKAGE = ROOT / "distilwhisper"
 # Bottom to top: each module may import only those before it.
 LAYERS = [
-    "errors", "version", "languages", "devices", "audio", "model", "weights", "tokenizer", "longform", "decoding",
+    "errors", "version", "languages", "devices", "audio", "model", "weights", "tokenizer", "longform", "decoding", "beam_search",
     "speculative", "compiled", "options", "plan", "inputs", "windows", "transcribe", "cli",
     "evaluate.normalizer", "evaluate.wer", "evaluate", "evaluate.__main__", "__main__", "__init__",
 ]  # fmt: skip
