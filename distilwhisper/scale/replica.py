@@ -35,6 +35,7 @@ class ReplicaSpec:
     assistant: str | None
     threads: int  # torch threads: the CPUs the replica was given
     wer_threshold: float
+    scored: bool  # some input has a reference: WER needs the normaliser (and the checkpoint's normalizer.json)
 
 
 class Replica:
@@ -43,7 +44,7 @@ class Replica:
         self.spec = spec
         self.transcriber = load_model(spec.model, device=spec.device, dtype=spec.dtype, compile=spec.compile, assistant=spec.assistant)
         self.plan = self.transcriber.plan(spec.options)
-        self.normalize = text_normalizer(Path(spec.model), spec.options.language)[1]
+        self.normalize = text_normalizer(Path(spec.model), spec.options.language)[1] if spec.scored else str.strip
         self.parquet = ParquetRows()
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -76,7 +76,9 @@ def transcribe_dataset(source: str, options: ScaleOptions, progress: Callable[[S
     started = time.monotonic()
     items = read_items(source, options.columns, options.limit)
     model_dir = resolve_model_dir(options.model)
-    normalizer = text_normalizer(model_dir, options.options.language)[0]
+    # WER needs the checkpoint's spelling map (normalizer.json) only when there is a reference to score against.
+    scored = any(item.reference for item in items)
+    normalizer = text_normalizer(model_dir, options.options.language)[0] if scored else "none"
     spec = JobSpec(str(model_dir), weights_hash(model_dir), options.options, options.assistant, options.dtype,
                    options.compile, options.wer_threshold, options.columns, normalizer)  # fmt: skip
     output = Path(options.output)
@@ -104,15 +106,19 @@ def run_on_ray(items: list[Item], spec: JobSpec, options: ScaleOptions, store: S
     if ours:
         ray.init(address=options.address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
-        results = pipeline(ray, items, spec, options)
+        # a generator: closing it shuts the execution down (replicas too) when the loop is left early
+        batches = iter(pipeline(ray, items, spec, options).iter_batches(batch_size=None, batch_format="pyarrow"))
         buffered: list[dict] = []
         last = time.monotonic()
-        for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
-            buffered += batch.to_pylist()
-            if len(buffered) >= options.part_rows or time.monotonic() - last >= options.part_seconds:
-                flush(store, buffered, summary, started, progress)
-                buffered, last = [], time.monotonic()
-        flush(store, buffered, summary, started, progress)
+        try:
+            for batch in batches:
+                buffered += batch.to_pylist()
+                if len(buffered) >= options.part_rows or time.monotonic() - last >= options.part_seconds:
+                    flush(store, buffered, summary, started, progress)
+                    buffered, last = [], time.monotonic()
+        finally:  # interrupted or not, the rows received are written, and the replicas stopped
+            batches.close()
+            flush(store, buffered, summary, started, None)
     finally:
         if ours:
             ray.shutdown()
@@ -127,7 +133,8 @@ def pipeline(ray, items: list[Item], spec: JobSpec, options: ScaleOptions):
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     batch_size = options.options.batch_size or (16 if gpus else 8)
     replica = ReplicaSpec(spec.model, options.options, options.device or ("cuda" if gpus else "cpu"), options.dtype,
-                          options.compile, options.assistant, max(1, int(options.cpus_per_replica)), options.wer_threshold)  # fmt: skip
+                          options.compile, options.assistant, max(1, int(options.cpus_per_replica)), options.wer_threshold,
+                          spec.normalizer != "none")  # fmt: skip
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # our own progress line instead
     context.print_on_execution_start = False
