@@ -148,7 +148,7 @@ def test_a_replica_killed_mid_job_and_every_row_still_once_and_exact(local_ray, 
     """Oracle: the same checkpoint's transcribe in this process, file by file."""
     from distilwhisper import TranscribeOptions, load_model
 
-    model, files, manifest, _ = tiny_job(random_checkpoint, tmp_path, 24)
+    model, files, manifest, _ = tiny_job(random_checkpoint, tmp_path, 16)
     options = ScaleOptions(str(tmp_path / "out"), str(model), TranscribeOptions(**TINY, batch_size=2), part_seconds=0)
     killed = []
 
