@@ -109,7 +109,7 @@ def run_on_ray(items: list[Item], spec: JobSpec, options: ScaleOptions, store: S
         # a generator: closing it shuts the execution down (replicas too) when the loop is left early
         batches = iter(pipeline(ray, items, spec, options).iter_batches(batch_size=None, batch_format="pyarrow"))
         buffered: list[dict] = []
-        last = time.monotonic()
+        last = float("-inf")  # the first rows are written as soon as they come, later ones every part_seconds
         try:
             for batch in batches:
                 buffered += batch.to_pylist()
