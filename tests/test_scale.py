@@ -167,27 +167,31 @@ def test_a_replica_killed_mid_job_and_every_row_still_once_and_exact(local_ray, 
         assert rows[str(file)]["tokens"] == transcriber.transcribe(file, **TINY).tokens
 
 
-class Stop(Exception):
-    """Stands for the driver killed between two part files."""
+def test_a_resume_after_the_driver_is_killed_adds_only_the_missing_rows(local_ray, random_checkpoint, tmp_path):
+    """The command as a driver of its own on this module's Ray, killed (SIGKILL) once its first part file is on disk;
+    the same job run again here."""
+    import subprocess
+    import sys
+    import time
 
-
-def test_a_resume_after_a_partial_run_adds_only_the_missing_rows(local_ray, random_checkpoint, tmp_path):
     from distilwhisper import TranscribeOptions
 
-    model, files, manifest, _ = tiny_job(random_checkpoint, tmp_path, 10)
-    options = ScaleOptions(str(tmp_path / "out"), str(model), TranscribeOptions(**TINY, batch_size=2), part_seconds=0)
-
-    def stop(summary):
-        raise Stop
-
-    with pytest.raises(Stop):
-        transcribe_dataset(str(manifest), options, stop)
+    model, files, manifest, _ = tiny_job(random_checkpoint, tmp_path, 30)
     out = tmp_path / "out"
+    command = [sys.executable, "-m", "distilwhisper.scale", str(manifest), "--output", str(out), "--model", str(model),
+               "--address", ray.get_runtime_context().gcs_address, "--batch-size", "2", "--max-new-tokens", "6", "--language", "en"]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob("part-*.parquet")) and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    driver.kill()  # its first rows are written at once, the next ones 10 s later: it dies in between
+    driver.wait()
     first = {part: part.read_bytes() for part in out.glob("part-*.parquet")}
     done_before = len(output_rows(out))
     assert 0 < done_before < len(files)
-    (out / ".part-000099.parquet.x1.tmp").write_bytes(b"PAR1 torn")  # a write the kill cut short
+    (out / ".part-000099.parquet.x1.tmp").write_bytes(b"PAR1 torn")  # as a kill mid-write leaves it
 
+    options = ScaleOptions(str(out), str(model), TranscribeOptions(**TINY, batch_size=2))
     summary = transcribe_dataset(str(manifest), options)
     rows = by_id(output_rows(out))
     assert sorted(rows) == sorted(map(str, files)) and summary.missing == 0
