@@ -77,10 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
 
     def show(summary: Summary) -> None:
-        print(f"\r{progress_line(summary)}\033[K", end="", file=sys.stderr, flush=True)
+        """On a terminal, one line redrawn; in a log, a line for each part file."""
+        if sys.stderr.isatty():
+            print(f"\r{progress_line(summary)}\033[K", end="", file=sys.stderr, flush=True)
+        else:
+            print(progress_line(summary), file=sys.stderr, flush=True)
 
     try:
-        summary = transcribe_dataset(args.input, options, show if sys.stderr.isatty() else None)
+        summary = transcribe_dataset(args.input, options, show)
     except KeyboardInterrupt:
         print("\ndistilwhisper: interrupted; the rows written so far stay: run the same command to resume", file=sys.stderr)
         return 130

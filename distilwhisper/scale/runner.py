@@ -55,7 +55,7 @@ class Summary:
     inputs: int  # rows INPUT has
     skipped: int  # already in the output folder when this run started
     done: int = 0  # written by this run, failures included
-    failed: int = 0  # rows with an error, over the whole output folder
+    failed: int = 0  # rows with an error in the output folder, an earlier run's included
     audio_seconds: float = 0.0  # transcribed by this run
     elapsed: float = 0.0  # seconds this run has taken
     wer: float | None = None  # corpus WER of every transcribed row with a reference (at the end)
@@ -90,7 +90,7 @@ def transcribe_dataset(source: str, options: ScaleOptions, progress: Callable[[S
     store = Store(output)
     wanted = {item.id for item in items}
     pending = [item for item in items if item.id not in store.ids]
-    summary = Summary(str(output), len(items), len(items) - len(pending))
+    summary = Summary(str(output), len(items), len(items) - len(pending), failed=store.failed)
     if pending:
         run_on_ray(pending, spec, options, store, summary, started, progress)
     return finish(summary, store, wanted, started)
@@ -151,7 +151,7 @@ def pipeline(ray, items: list[Item], spec: JobSpec, options: ScaleOptions):
 def flush(store: Store, rows: list[dict], summary: Summary, started: float, progress: Callable[[Summary], None] | None) -> None:
     written = store.write(rows)
     summary.done += len(written)
-    summary.failed += sum(1 for row in written if row["error"] is not None)
+    summary.failed = store.failed
     summary.audio_seconds += sum(row["duration"] or 0.0 for row in written)
     summary.elapsed = time.monotonic() - started
     if written and progress:

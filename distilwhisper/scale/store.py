@@ -26,9 +26,11 @@ class Store:
         remove_torn_files(folder)
         self.parts = sorted(folder.glob(PART_GLOB))
         self.ids: set[str] = set()
+        self.failed = 0  # error rows
         for part in self.parts:
-            self.ids.update(pq.read_table(part, columns=["id"]).column("id").to_pylist())
-        self.resumed = len(self.ids)  # rows an earlier run wrote
+            table = pq.read_table(part, columns=["id", "error"])
+            self.ids.update(table.column("id").to_pylist())
+            self.failed += table.num_rows - table.column("error").null_count
 
     def write(self, rows: list[dict]) -> list[dict]:
         """Write the rows whose id is new as one part file; return those rows."""
@@ -42,6 +44,7 @@ class Store:
             write_table_atomically(pa.Table.from_pylist(new, schema=SCHEMA), target)
             self.parts.append(target)
             self.ids |= batch_ids
+            self.failed += sum(1 for row in new if row["error"] is not None)
         return new
 
     def rows(self, columns: list[str]) -> Iterator[dict]:
