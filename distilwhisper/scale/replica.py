@@ -86,25 +86,24 @@ def failure(item: Item, error: Exception) -> str:
 
 
 class ParquetRows:
-    """Rows' audio from parquet files, a row group at a time: consecutive items of a batch share their row group."""
+    """Rows' audio from parquet files, a row group at a time: consecutive items of a batch share their row group, and
+    a replica's batches mostly follow each other through a file."""
 
     def __init__(self) -> None:
-        self.key: tuple[str, str, int] | None = None
+        self.key: tuple[str, str, int] | None = None  # (file, column, row group) held in `group`
         self.group: list = []
-        self.first = 0
+        self.first = 0  # the file's row number of group[0]
 
     def audio(self, item: Item) -> AudioInput:
         import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
         reader = pq.ParquetFile(item.path)
-        metadata, first = reader.metadata, 0
-        for group in range(metadata.num_row_groups):
-            rows = metadata.row_group(group).num_rows
-            if item.row < first + rows:
+        first = 0
+        for group in range(reader.metadata.num_row_groups):
+            if item.row < first + reader.metadata.row_group(group).num_rows:
                 break
-            first += rows
-        key = (item.path, item.column, group)
-        if key != self.key:
+            first += reader.metadata.row_group(group).num_rows
+        if (item.path, item.column, group) != self.key:
             self.group = reader.read_row_group(group, columns=[item.column]).column(item.column).to_pylist()
-            self.key, self.first = key, first
+            self.key, self.first = (item.path, item.column, group), first
         return self.group[item.row - self.first]
