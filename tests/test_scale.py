@@ -23,9 +23,9 @@ from distilwhisper.scale import ScaleOptions, transcribe_dataset  # noqa: E402
 from distilwhisper.evaluate.normalizer import EnglishTextNormalizer, load_spelling_map  # noqa: E402
 from distilwhisper.evaluate.wer import corpus_wer  # noqa: E402
 
-# whisper-base's WER % on these (docs/evaluate.md): 0, 0, 5.26, 8.33, 80 -> a threshold of 6 keeps three.
+# whisper-base's WER % on these (docs/evaluate.md): 0, 0, 5.26, 80 -> a threshold of 6 keeps three.
 REAL_FILES = ["short/jfk_inaugural_11s.wav", "short/pocketsphinx_goforward.wav", "short/librivox_sense_and_sensibility_0920.wav",
-              "short/ljspeech_LJ001-0003.wav", "short/cmu_arctic_prompts_cathy_a0110.wav"]  # fmt: skip
+              "short/cmu_arctic_prompts_cathy_a0110.wav"]  # fmt: skip
 TINY = dict(max_new_tokens=6, language="en")  # random weights: a few tokens a file is all these tests need
 
 
@@ -74,7 +74,7 @@ def tiny_job(random_checkpoint, tmp_path, n, **options):
 
 @pytest.fixture(scope="module")
 def base_job(local_ray, tmp_path_factory):
-    """whisper-base on five real short files, two replicas, two files a batch, WER threshold 6."""
+    """whisper-base on four real short files, two replicas, two files a batch, WER threshold 6."""
     if not (BASE_MODEL / "model.safetensors").exists():
         pytest.skip(f"real fixtures not found at {BASE_MODEL}")
     import csv
@@ -113,7 +113,7 @@ def test_the_wer_filter_is_distil_whispers_by_hand(base_job):
         assert row["wer"] == pytest.approx(corpus_wer(*([side] for side in pairs[row["id"]])))
         assert row["keep"] == (row["wer"] < 6.0)
     kept = [pairs[row["id"]] for row in rows if row["keep"]]
-    assert len(kept) == summary.kept == 3  # two rows over the threshold: the filter is doing something
+    assert len(kept) == summary.kept == 3  # one row over the threshold, one under but not at 0: the filter is doing something
     assert summary.wer == pytest.approx(corpus_wer(*map(list, zip(*pairs.values()))))
     assert summary.kept_wer == pytest.approx(corpus_wer(*map(list, zip(*kept))))
 
