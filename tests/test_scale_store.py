@@ -10,7 +10,7 @@ import wave
 import numpy as np
 import pytest
 
-from helpers import ROOT
+from helpers import BASE_MODEL, ROOT, needs_shared
 
 pa = pytest.importorskip("pyarrow", reason='pyarrow is not installed: pip install "distilwhisper[scale]"')
 pq = pytest.importorskip("pyarrow.parquet")
@@ -104,9 +104,13 @@ def test_the_wer_filter_keeps_below_the_threshold_strictly():
     assert (keeps(9.99, 10.0), keeps(10.0, 10.0), keeps(None, 10.0)) == (True, False, False)
 
 
+@needs_shared
 def test_bad_input_is_one_line_before_any_work(tmp_path, capsys):
     assert main([str(tmp_path / "nope.tsv"), "--output", str(tmp_path / "out"), "--model", "x"]) == 2
     assert capsys.readouterr().err == f"distilwhisper: error: manifest not found: {tmp_path / 'nope.tsv'}\n"
+    (tmp_path / "m.tsv").write_text("file\na.wav\n")
+    assert main([str(tmp_path / "m.tsv"), "--output", str(tmp_path / "out"), "--model", str(BASE_MODEL), "--language", "xx"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "out").exists()  # refused before Ray, by the checkpoint
     (tmp_path / "twice.tsv").write_text("file\na.wav\na.wav\n")
     with pytest.raises(DistilWhisperError, match="'a.wav' appears twice"):
         read_items(str(tmp_path / "twice.tsv"))

@@ -19,7 +19,9 @@ from ..cli import DEFAULT_MODEL
 from ..errors import DistilWhisperError
 from ..evaluate.wer import text_normalizer
 from ..options import TranscribeOptions
-from ..weights import resolve_model_dir
+from ..plan import make_plan
+from ..tokenizer import load_tokenizer
+from ..weights import load_dims, load_generation_defaults, resolve_model_dir
 from .job import JobSpec, check_or_record, weights_hash
 from .replica import Replica, ReplicaSpec
 from .sources import SCALE_EXTRA, Item, read_items
@@ -76,6 +78,8 @@ def transcribe_dataset(source: str, options: ScaleOptions, progress: Callable[[S
     started = time.monotonic()
     items = read_items(source, options.columns, options.limit)
     model_dir = resolve_model_dir(options.model)
+    # Options that do not fit the checkpoint are refused here, not by every replica as it starts (no weights read).
+    make_plan(options.options, load_tokenizer(model_dir), load_generation_defaults(model_dir), load_dims(model_dir))
     # WER needs the checkpoint's spelling map (normalizer.json) only when there is a reference to score against.
     scored = any(item.reference for item in items)
     normalizer = text_normalizer(model_dir, options.options.language)[0] if scored else "none"
