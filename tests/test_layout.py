@@ -13,7 +13,9 @@ PACKAGE = ROOT / "distilwhisper"
 LAYERS = [
     "errors", "version", "languages", "devices", "audio", "model", "weights", "tokenizer", "longform", "decoding", "beam_search",
     "speculative", "compiled", "options", "plan", "inputs", "windows", "transcribe", "cli",
-    "evaluate.normalizer", "evaluate.wer", "evaluate", "evaluate.__main__", "__main__", "__init__",
+    "evaluate.normalizer", "evaluate.wer", "evaluate", "evaluate.__main__",
+    "scale.sources", "scale.rows", "scale.job", "scale.store", "scale.replica", "scale.runner", "scale.command", "scale",
+    "scale.__main__", "__main__", "__init__",
 ]  # fmt: skip
 
 
