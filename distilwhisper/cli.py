@@ -109,7 +109,7 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
                         help="beam search with N hypotheses per window, as transformers' generate(num_beams=N): 5 is "
                              "what its ASR pipeline, openai/whisper and faster-whisper use by default; slower than "
                              "greedy, not with --assistant (default: 1, greedy, Distil-Whisper's own recipe)")
-    parser.add_argument("--beam-size", type=int, default=None, metavar="N", help="the same as --num-beams")
+    parser.add_argument("--beam-size", type=int, default=None, metavar="N", help="the same as --num-beams (default: 1)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
