@@ -40,7 +40,7 @@ def without_timestamps(folder: Path) -> Path:
     return folder
 
 
-def boost_the_end(hf_model, ours, boost: float, seed: int) -> None:
+def boost_the_end(hf_model, ours, boost: float, seed: int, eot: int = EOT) -> None:
     """Make <|endoftext|> likely, in both models alike: its output row (tied to its embedding) along the mean hidden
     state of a probe pass, times `boost`. Near 1, hypotheses end after a few to a few dozen tokens."""
     with torch.no_grad():
@@ -49,8 +49,8 @@ def boost_the_end(hf_model, ours, boost: float, seed: int) -> None:
         probe = torch.randint(0, 50000, (2, 24), generator=generator)
         hidden = hf_model.model.decoder(input_ids=probe, encoder_hidden_states=features, use_cache=False).last_hidden_state
         mean = hidden.mean((0, 1))
-        hf_model.proj_out.weight[EOT] = boost * mean / mean.norm()
-        ours.decoder.embed_tokens.weight[EOT] = hf_model.proj_out.weight[EOT]
+        hf_model.proj_out.weight[eot] = boost * mean / mean.norm()
+        ours.decoder.embed_tokens.weight[eot] = hf_model.proj_out.weight[eot]
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +187,9 @@ def test_english_only_tokens_equal_generate(random_checkpoint, tmp_path):
 
     path = random_checkpoint(60, "distil-2dec", english_only=True)
     hf_model, ours = WhisperForConditionalGeneration.from_pretrained(path).eval(), load_whisper(path)
-    boost_the_end(hf_model, ours, 1.0, seed=61)
-    mel = random_mel(ours, 3, seed=62)
     eot = EOT - 1
+    boost_the_end(hf_model, ours, 1.0, seed=61, eot=eot)
+    mel = random_mel(ours, 3, seed=62)
     out = hf_model.generate(mel, max_new_tokens=20, do_sample=False, num_beams=4).tolist()
     expected = [[t for t in row if t < eot] for row in out]
     decoding = Decoding(eot, 20, checkpoint_rules(path), NO_SPEECH - 1)
