@@ -11,7 +11,8 @@ from helpers import ROOT
 PACKAGE = ROOT / "distilwhisper"
 # Bottom to top: each module may import only those before it.
 LAYERS = [
-    "errors", "version", "languages", "devices", "audio", "model", "weights", "tokenizer", "longform", "decoding",
+    "errors", "version", "languages", "devices", "audio", "model", "alignment", "weights", "tokenizer", "longform", "words",
+    "decoding",
     "speculative", "compiled", "options", "plan", "inputs", "windows", "transcribe", "cli",
     "evaluate.normalizer", "evaluate.wer", "evaluate", "evaluate.__main__", "__main__", "__init__",
 ]  # fmt: skip
