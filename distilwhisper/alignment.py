@@ -98,12 +98,11 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tokens, frames
 
 
-def token_times(weights: Tensor, frames: int, n_prompt: int, median_width: int) -> np.ndarray:
-    """One row's (heads, fed tokens, audio positions) weights -> the float32 time, in seconds from the start of its
-    pass, of each token it generated: where the path reaches the row that token was fed as (the last token, never
-    fed, copies the one before). `frames`: the log-mel frames of real audio from the pass's start (2 per position;
-    transformers slices with it as it is, a negative count included)."""
-    w = weights[:, n_prompt:, : frames // 2].float()
+def token_times(weights: Tensor, n_prompt: int, median_width: int) -> np.ndarray:
+    """One row's (heads, fed tokens, audio positions of real audio) weights -> the float32 time, in seconds from the
+    start of its pass, of each token it generated: where the path reaches the row that token was fed as (the last
+    token, never fed, copies the one before)."""
+    w = weights[:, n_prompt:].float()
     if w.shape[1] == 0:  # nothing was fed after the prompt: transformers gives zeros
         return np.zeros(1, dtype=np.float32)
     w = (w - w.mean(dim=-2, keepdim=True)) / w.std(dim=-2, keepdim=True, unbiased=False)
@@ -117,12 +116,17 @@ def token_times(weights: Tensor, frames: int, n_prompt: int, median_width: int) 
 def pass_times(decoder: Decoder, alignment: Alignment, fed: list[list[int]], frames: list[int], n_prompt: int,
                pad: int) -> list[np.ndarray]:  # fmt: skip
     """The token times (`token_times`) of a pass's rows, from `fed`: each row's prompt and generated tokens, its end
-    token included when it has one; `frames` each row's `frames`. The rows are the first of the decoder's caches;
-    others there (a compiled batch's padding) are fed end tokens and left out."""
+    token included when it has one; `frames`: each row's log-mel frames of real audio from the pass's start (2 per
+    audio position). The rows are the first of the decoder's caches; others there (a compiled batch's padding) are
+    fed end tokens and left out."""
     longest = max(map(len, fed))
     rows = decoder.layers[0].self_cache.k.shape[0] if decoder.layers[0].self_cache is not None else len(fed)
     # What the loop fed: each row padded with `pad` to the longest, the longest row's last token never fed.
     padded = [row + [pad] * (longest - len(row)) for row in fed] + [[pad] * longest] * (rows - len(fed))
     device = decoder.embed_tokens.weight.device
-    weights = alignment_weights(decoder, torch.tensor(padded, device=device)[:, :-1], alignment.heads)
-    return [token_times(w, f, n_prompt, alignment.median_width) for w, f in zip(weights, frames)]
+    weights = alignment_weights(decoder, torch.tensor(padded, device=device)[:, :-1], alignment.heads)[: len(fed)]
+    # transformers slices with the count as it is, a negative one (a pass that starts past the audio's end) too; and
+    # when every row has the same count, it slices the whole batch first and then each row again: twice.
+    if len(set(frames)) == 1:
+        weights = weights[..., : frames[0] // 2]
+    return [token_times(w[..., : f // 2], n_prompt, alignment.median_width) for w, f in zip(weights, frames)]
