@@ -13,7 +13,7 @@ PACKAGE = ROOT / "distilwhisper"
 LAYERS = [
     "errors", "version", "languages", "devices", "audio", "model", "alignment", "weights", "tokenizer", "longform", "words",
     "decoding",
-    "speculative", "compiled", "options", "plan", "inputs", "windows", "transcribe", "cli",
+    "speculative", "compiled", "options", "plan", "inputs", "windows", "transcribe", "subtitles", "cli",
     "evaluate.normalizer", "evaluate.wer", "evaluate", "evaluate.__main__", "__main__", "__init__",
 ]  # fmt: skip
 

@@ -154,33 +154,50 @@ def test_times_are_the_token_times_not_the_segments():
 # --- whole transcripts: random weights, synthetic audio -----------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=list(HEADS))
-def words_checkpoint(request, random_checkpoint, tmp_path_factory):
-    """A random checkpoint the pipeline loads too, timestamps free (test_timestamps.py's), with alignment heads; the
-    2-layer one with a median filter of 5 in config.json, which transformers reads from there."""
-    made = random_checkpoint(11, request.param, tokenizer="base")
-    folder = Path(shutil.copytree(made, tmp_path_factory.mktemp("words") / request.param))
-    if request.param == "distil-2dec":
-        config = (folder / "config.json").read_text()
-        (folder / "config.json").write_text(config.replace('"median_filter_width": 7', '"median_filter_width": 5'))
-        assert '"median_filter_width": 5' in (folder / "config.json").read_text()
-    return pipeline_ready(folder, range(EOT + 1, T0), max_initial_timestamp_index=50, alignment_heads=HEADS[request.param])
+@pytest.fixture(scope="module")
+def words_checkpoint(random_checkpoint, tmp_path_factory):
+    """words_checkpoint(config) -> a random checkpoint the pipeline loads too, timestamps free (test_timestamps.py's),
+    with alignment heads; the 2-layer one with a median filter of 5 in config.json, which transformers reads from
+    there. Made once per module and config."""
+    made: dict[str, Path] = {}
+
+    def make(config: str) -> Path:
+        if config not in made:
+            folder = Path(shutil.copytree(random_checkpoint(11, config, tokenizer="base"), tmp_path_factory.mktemp("words") / config))
+            if config == "distil-2dec":
+                text = (folder / "config.json").read_text()
+                (folder / "config.json").write_text(text.replace('"median_filter_width": 7', '"median_filter_width": 5'))
+                assert '"median_filter_width": 5' in (folder / "config.json").read_text()
+            made[config] = pipeline_ready(folder, range(EOT + 1, T0), max_initial_timestamp_index=50, alignment_heads=HEADS[config])
+        return made[config]
+
+    return make
 
 
 @pytest.fixture(scope="module")
 def short_pipe(words_checkpoint):
+    """short_pipe(config) -> the pipeline without chunking on words_checkpoint(config), made once per config."""
     from transformers import pipeline
 
-    return pipeline("automatic-speech-recognition", model=str(words_checkpoint), device="cpu", dtype=torch.float32)
+    made: dict = {}
+
+    def make(config: str):
+        if config not in made:
+            made[config] = pipeline("automatic-speech-recognition", model=str(words_checkpoint(config)), device="cpu",
+                                    dtype=torch.float32)  # fmt: skip
+        return made[config]
+
+    return make
 
 
-@pytest.mark.parametrize("seconds", [10, 30])
-def test_random_weights_short_form_words_equal_the_pipelines(words_checkpoint, short_pipe, seconds):
-    samples = synthetic_speech(seconds * SAMPLE_RATE, seed=seconds)
-    expected = short_pipe({"raw": samples, "sampling_rate": SAMPLE_RATE}, return_timestamps="word",
-                          generate_kwargs={**GREEDY, "max_new_tokens": 12})  # fmt: skip
-    got = load_model(words_checkpoint, device="cpu").transcribe(samples, language="en", max_new_tokens=12,
-                                                                no_speech_threshold=None, word_timestamps=True)  # fmt: skip
+@pytest.mark.parametrize("config", list(HEADS))
+def test_random_weights_short_form_words_equal_the_pipelines(words_checkpoint, short_pipe, config):
+    """Random weights stop mid-segment at the token limit: a window takes several passes, some past the audio's end."""
+    samples = synthetic_speech(10 * SAMPLE_RATE, seed=10)
+    expected = short_pipe(config)({"raw": samples, "sampling_rate": SAMPLE_RATE}, return_timestamps="word",
+                                  generate_kwargs={**GREEDY, "max_new_tokens": 12})  # fmt: skip
+    got = load_model(words_checkpoint(config), device="cpu").transcribe(samples, language="en", max_new_tokens=12,
+                                                                        no_speech_threshold=None, word_timestamps=True)  # fmt: skip
     assert got.words == pipeline_words(expected) and got.words
     assert got.text == expected["text"]
 
@@ -188,20 +205,21 @@ def test_random_weights_short_form_words_equal_the_pipelines(words_checkpoint, s
 def test_random_weights_batched_short_inputs_equal_the_batched_pipeline(words_checkpoint, short_pipe):
     """Rows of a batch end at different steps: the end tokens fed meanwhile are part of each row's alignment."""
     audio = [synthetic_speech(SAMPLE_RATE * s, seed=s) for s in (4, 9, 13)]
-    expected = short_pipe([{"raw": a, "sampling_rate": SAMPLE_RATE} for a in audio], batch_size=3,
-                          return_timestamps="word", generate_kwargs={**GREEDY, "max_new_tokens": 10})  # fmt: skip
-    got = load_model(words_checkpoint, device="cpu").transcribe(audio, language="en", max_new_tokens=10, batch_size=3,
-                                                                no_speech_threshold=None, return_timestamps="word")  # fmt: skip
+    expected = short_pipe("distil-2dec")([{"raw": a, "sampling_rate": SAMPLE_RATE} for a in audio], batch_size=3,
+                                         return_timestamps="word", generate_kwargs={**GREEDY, "max_new_tokens": 10})  # fmt: skip
+    got = load_model(words_checkpoint("distil-2dec")).transcribe(audio, language="en", max_new_tokens=10, batch_size=3,
+                                                                 no_speech_threshold=None, return_timestamps="word")  # fmt: skip
     assert [r.words for r in got] == [pipeline_words(e) for e in expected]
 
 
-@pytest.mark.parametrize("length", ["exactly four steps (40 s)", "last piece shorter than a stride (35.5 s)"])
-def test_random_weights_chunked_words_equal_the_pipelines(words_checkpoint, length):
+@pytest.mark.parametrize("config, length", [("tiny-4x4", "exactly four steps (40 s)"),
+                                            ("distil-2dec", "last piece shorter than a stride (35.5 s)")])  # fmt: skip
+def test_random_weights_chunked_words_equal_the_pipelines(words_checkpoint, config, length):
     samples = synthetic_speech(LENGTHS[length], seed=len(length))
-    expected = asr_pipeline(words_checkpoint)({"raw": samples, "sampling_rate": SAMPLE_RATE}, return_timestamps="word",
-                                              generate_kwargs={**GREEDY, "max_new_tokens": 12})  # fmt: skip
-    got = load_model(words_checkpoint, device="cpu").transcribe(samples, language="en", max_new_tokens=12, batch_size=4,
-                                                                no_speech_threshold=None, word_timestamps=True)  # fmt: skip
+    expected = asr_pipeline(words_checkpoint(config))({"raw": samples, "sampling_rate": SAMPLE_RATE}, return_timestamps="word",
+                                                      generate_kwargs={**GREEDY, "max_new_tokens": 12})  # fmt: skip
+    got = load_model(words_checkpoint(config)).transcribe(samples, language="en", max_new_tokens=12, batch_size=4,
+                                                          no_speech_threshold=None, word_timestamps=True)  # fmt: skip
     assert got.words == pipeline_words(expected) and got.words
     assert got.text == expected["text"]
 
@@ -211,18 +229,18 @@ def test_random_weights_with_an_initial_prompt_equal_the_pipelines(words_checkpo
     from transformers import WhisperProcessor
 
     prompt = " Kenobi, Skywalker."
-    prompt_ids = WhisperProcessor.from_pretrained(words_checkpoint).get_prompt_ids(prompt, return_tensors="pt")
+    prompt_ids = WhisperProcessor.from_pretrained(words_checkpoint("tiny-4x4")).get_prompt_ids(prompt, return_tensors="pt")
     samples = synthetic_speech(8 * SAMPLE_RATE, seed=5)
-    expected = short_pipe({"raw": samples, "sampling_rate": SAMPLE_RATE}, return_timestamps="word",
-                          generate_kwargs={**GREEDY, "max_new_tokens": 12, "prompt_ids": prompt_ids})  # fmt: skip
-    got = load_model(words_checkpoint, device="cpu").transcribe(samples, language="en", max_new_tokens=12, initial_prompt=prompt,
-                                                                no_speech_threshold=None, word_timestamps=True)  # fmt: skip
+    expected = short_pipe("tiny-4x4")({"raw": samples, "sampling_rate": SAMPLE_RATE}, return_timestamps="word",
+                                      generate_kwargs={**GREEDY, "max_new_tokens": 12, "prompt_ids": prompt_ids})  # fmt: skip
+    got = load_model(words_checkpoint("tiny-4x4")).transcribe(samples, language="en", max_new_tokens=12, initial_prompt=prompt,
+                                                              no_speech_threshold=None, word_timestamps=True)  # fmt: skip
     assert got.words == pipeline_words(expected) and got.words
 
 
 def test_padding_rows_of_a_compiled_batch_change_nothing(words_checkpoint):
     """A batch of 3 runs as a bucket of 4 when compiled: the copy of the last row is decoded, not aligned."""
-    model = load_model(words_checkpoint, device="cpu")
+    model = load_model(words_checkpoint("tiny-4x4"))
     audio = [synthetic_speech(SAMPLE_RATE * s, seed=s) for s in (4, 9, 13)]
     options = dict(language="en", max_new_tokens=10, batch_size=3, no_speech_threshold=None, word_timestamps=True)
     plain = model.transcribe(audio, **options)
@@ -233,15 +251,16 @@ def test_padding_rows_of_a_compiled_batch_change_nothing(words_checkpoint):
 
 
 def test_words_with_an_assistant_are_the_main_models(words_checkpoint):
-    audio = [synthetic_speech(SAMPLE_RATE * s, seed=s) for s in (6, 35)]
+    audio = [synthetic_speech(SAMPLE_RATE * s, seed=s) for s in (6, 9)]
     options = dict(language="en", max_new_tokens=12, batch_size=2, no_speech_threshold=None, word_timestamps=True)
-    plain = load_model(words_checkpoint).transcribe(audio, **options)
-    fast = load_model(words_checkpoint, assistant="int8").transcribe(audio, **options)
+    plain = load_model(words_checkpoint("distil-2dec")).transcribe(audio, **options)
+    fast = load_model(words_checkpoint("distil-2dec"), assistant="int8").transcribe(audio, **options)
     assert [r.words for r in fast] == [r.words for r in plain] and all(r.words for r in plain)
+    assert all(r.acceptance_rate is not None for r in fast)
 
 
 def test_word_timestamps_are_timestamps_with_words(words_checkpoint):
-    model = load_model(words_checkpoint)
+    model = load_model(words_checkpoint("tiny-4x4"))
     samples = synthetic_speech(6 * SAMPLE_RATE, seed=3)
     options = dict(language="en", max_new_tokens=12, no_speech_threshold=None)
     timed = model.transcribe(samples, return_timestamps=True, **options)
@@ -279,15 +298,13 @@ def base_pipe():
 
 
 @needs_shared
-def test_real_speech_short_files_equal_the_pipeline_alone_and_batched(base_model, base_pipe):
+def test_real_speech_short_files_batched_equal_the_batched_pipeline(base_model, base_pipe):
+    """Three files of 4 to 10 s in one batch, as the pipeline batches them (batch_size=3)."""
     audio = [load_audio(AUDIO_DIR / "short" / name) for name in SHORT_FILES]
-    for samples in audio[:2]:
-        expected = base_pipe(samples.copy(), return_timestamps="word", generate_kwargs=GREEDY)
-        got = base_model.transcribe(samples, language="en", word_timestamps=True)
-        assert got.words == pipeline_words(expected) and len(got.words) > 5
     expected = base_pipe([a.copy() for a in audio], batch_size=3, return_timestamps="word", generate_kwargs=GREEDY)
     got = base_model.transcribe(audio, language="en", batch_size=3, word_timestamps=True)
     assert [r.words for r in got] == [pipeline_words(e) for e in expected]
+    assert [r.text for r in got] == [e["text"] for e in expected] and min(len(r.words) for r in got) > 5
 
 
 @needs_shared
@@ -296,22 +313,13 @@ def test_real_speech_two_decoding_passes_equal_the_pipeline(base_model, base_pip
     samples = concatenated(MULTIPASS_PARTS)
     expected = base_pipe(samples.copy(), return_timestamps="word", generate_kwargs=GREEDY)
     got = base_model.transcribe(samples, language="en", word_timestamps=True)
-    assert got.words == pipeline_words(expected) and got.text == expected["text"]
-    assert any(b.start < a.start for a, b in zip(got.words, got.words[1:]))  # the second pass overlaps the first
+    assert got.words == pipeline_words(expected) and got.text == expected["text"] and len(got.words) > 50
 
 
 @needs_shared
 def test_real_speech_chunked_words_equal_the_pipeline(base_model):
-    samples = concatenated(LONG_PARTS)  # 48 s: 5 chunks of 15 s, in batches of 4 and 1
+    """48 s: five 15 s chunks, in a batch of 4 and a batch of 1 (whose rows end differently: other times)."""
+    samples = concatenated(LONG_PARTS)
     expected = asr_pipeline(BASE_MODEL)(samples.copy(), return_timestamps="word", generate_kwargs=GREEDY)
     got = base_model.transcribe(samples, language="en", batch_size=4, word_timestamps=True)
     assert got.words == pipeline_words(expected) and got.text == expected["text"] and len(got.words) > 100
-
-
-@needs_shared
-def test_real_speech_long_file_words_equal_the_pipeline(base_model):
-    samples = load_audio(AUDIO_DIR / "long" / "cmu_arctic_prompts_cathy_a0001_to_a0045.wav")
-    expected = asr_pipeline(BASE_MODEL)(samples.copy(), return_timestamps="word",
-                                        generate_kwargs={**GREEDY, "max_new_tokens": 128})  # fmt: skip
-    got = base_model.transcribe(samples, language="en", max_new_tokens=128, batch_size=4, word_timestamps=True)
-    assert got.words == pipeline_words(expected) and got.text == expected["text"]
