@@ -124,7 +124,7 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.timestamps = args.timestamps or args.output_format in SUBTITLES or args.word_timestamps
+    args.timestamps = args.timestamps or args.output_format in SUBTITLES  # words turn timestamps on in the options
     for flag in ("max_line_width", "max_line_count", "highlight_words"):
         value = getattr(args, flag)
         if value not in (None, False) and not args.word_timestamps:
