@@ -25,7 +25,7 @@ import torch
 
 from helpers import AUDIO_DIR, BASE_MODEL, EOT, GREEDY, T0, needs_shared, pipeline_ready
 from distilwhisper import DistilWhisperError, TranscribeOptions, Word, load_model
-from distilwhisper.alignment import dtw, median_filter
+from distilwhisper.alignment import Alignment, dtw, median_filter
 from distilwhisper.audio import SAMPLE_RATE, load_audio
 from distilwhisper.compiled import eager_steps
 from distilwhisper.longform import Chunk, chunk_audio, stitch_with_timestamps
@@ -270,6 +270,16 @@ def test_word_timestamps_are_timestamps_with_words(words_checkpoint):
     assert "".join(w.text for w in worded.words) == worded.text
     assert worded.to_dict()["words"] == [{"start": w.start, "end": w.end, "text": w.text} for w in worded.words]
     assert TranscribeOptions(return_timestamps="word") == TranscribeOptions(return_timestamps=True, word_timestamps=True)
+
+
+def test_the_heads_and_the_median_width_are_the_ones_transformers_reads(words_checkpoint):
+    """generation_config.json's alignment_heads, config.json's median_filter_width (5 here, 7 by default)."""
+    from transformers import GenerationConfig, WhisperConfig
+
+    folder = words_checkpoint("distil-2dec")
+    alignment = load_model(folder).plan(TranscribeOptions(word_timestamps=True)).alignment
+    heads = tuple(map(tuple, GenerationConfig.from_pretrained(folder).alignment_heads))
+    assert alignment == Alignment(heads, WhisperConfig.from_pretrained(folder).median_filter_width) and alignment.median_width == 5
 
 
 def test_a_checkpoint_without_alignment_heads_is_refused(random_checkpoint):
