@@ -9,10 +9,9 @@ Short inputs are one window each; long ones are cut into chunks, each a window (
 from dataclasses import dataclass, replace
 from functools import partial
 
+import numpy as np
 import torch
 from torch import Tensor
-
-import numpy as np
 
 from .alignment import pass_times
 from .audio import HOP_LENGTH, log_mel_spectrogram
