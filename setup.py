@@ -24,13 +24,17 @@ setup(
     install_requires=["torch>=2.4", "numpy", "tiktoken>=0.7", "safetensors>=0.4", "huggingface-hub>=0.23"],
     extras_require={
         # The oracle (transformers) and the speed anchor (faster-whisper): tests and benchmarks only.
-        # hypothesis: property tests; jiwer: the eval extra's, so CI tests `distilwhisper.evaluate`.
-        "test": ["pytest>=8", "transformers>=5.17,<6", "mypy>=1.10", "av>=12", "hypothesis>=6.100", "jiwer>=3.0"],
+        # hypothesis: property tests; jiwer: the eval extra's, so CI tests `distilwhisper.evaluate`; ray[data]: the
+        # scale extra's, so CI runs the scale runner on a local Ray.
+        "test": ["pytest>=8", "transformers>=5.17,<6", "mypy>=1.10", "av>=12", "hypothesis>=6.100", "jiwer>=3.0",
+                 "ray[data]>=2.40", "pyarrow>=14"],
         "bench": ["transformers>=5.17,<6", "faster-whisper>=1.0"],
         # PyAV: FFmpeg's libraries in a wheel, to decode mp3/flac/ogg... where no ffmpeg executable is installed.
         "audio": ["av>=12"],
         # `python -m distilwhisper.evaluate`: word error rate as Distil-Whisper computes it (jiwer over normalised text).
         "eval": ["jiwer>=3.0"],
+        # `python -m distilwhisper.scale`: a dataset on a Ray cluster (Ray Data), parquet out, WER filter (jiwer).
+        "scale": ["ray[data]>=2.40", "pyarrow>=14", "jiwer>=3.0"],
     },
     entry_points={"console_scripts": ["distilwhisper = distilwhisper.cli:main"]},
 )

@@ -107,7 +107,7 @@ def transformers_generate(model: str, device: str, dtype: torch.dtype, max_new_t
     transcription, for (batch, samples) or a list of 1-D samples: features by transformers' extractor on the
     device, then `generate(..., num_beams=1)`; `static`: a static cache and torch.compile, as transformers does it.
     `generate_options` go to generate() as they are (min_new_tokens for equal work)."""
-    from oracle import hf_greedy_tokens
+    from oracle import hf_tokens
     from transformers import CompileConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizerFast
 
     # dtype by .to(): transformers before 4.56 would take a dtype= argument for a config field and ignore it
@@ -129,7 +129,7 @@ def transformers_generate(model: str, device: str, dtype: torch.dtype, max_new_t
 
     @torch.inference_mode()
     def run(samples) -> list[list[int]]:
-        rows = hf_greedy_tokens(network, features(samples), max_new_tokens=max_new_tokens, **options)
+        rows = hf_tokens(network, features(samples), max_new_tokens=max_new_tokens, **options)
         if tokenizer is not None:
             tokenizer.batch_decode(rows, skip_special_tokens=True)  # the text, as a user gets it
         return rows

@@ -1,11 +1,14 @@
 """Long-form throughput: distilwhisper vs the transformers ASR pipeline (chunk_length_s=15), same weights, same audio.
 
 Each engine and batch size runs in its own child process (so its peak memory is its own), with the same thread
-count, greedy (num_beams=1), English, max_new_tokens=128 per chunk, from the audio file to the text: ours
+count, greedy (or --num-beams N), English, max_new_tokens=128 per chunk, from the audio file to the text: ours
 streams the file (`model.transcribe(path)`), the pipeline reads it whole (its ffmpeg_read). Each file is timed
---runs times (median) after one warm-up call on its first 35 s.
+--runs times (median) after one warm-up call on its first 35 s. faster-whisper (`--engines ... faster-whisper`)
+runs its own long-form algorithm (consecutive 30 s windows, not overlapping chunks, one at a time): the same
+work in audio, not the same text, so read its figure as an anchor.
 
     python bench/long_form.py                                  # CPU fp32, batch 4, base fixture, ../shared/audio/long
+    python bench/long_form.py --num-beams 5 --engines distilwhisper transformers faster-whisper
     python bench/long_form.py --device cuda --dtype float16 --batch-size 16 32 --random-dims distil-large-v2
 
 --random-dims builds a full-size checkpoint with random weights from --seed in the Hugging Face layout (with
@@ -24,9 +27,12 @@ from pathlib import Path
 
 import torch
 
-from common import DIMS, OUT, SHARED, Clock, PeakGpuMemory, emit, ours, peak_rss_mib, run_child, transformers_pipeline, versions, with_tokenizer
+from common import (
+    DIMS, OUT, SHARED, Clock, PeakGpuMemory, emit, faster_whisper, ours, peak_rss_mib, run_child, transformers_pipeline, versions,
+    with_tokenizer,
+)  # fmt: skip
 
-ENGINES = ["distilwhisper", "transformers"]
+ENGINES = ["distilwhisper", "transformers", "faster-whisper"]
 RANDOM_DIMS = ["base", "distil-large-v2"]
 
 
@@ -44,7 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
+    parser.add_argument("--num-beams", type=int, default=1, help="beam search for every engine (faster-whisper: beam_size)")
+    parser.add_argument("--engines", nargs="+", default=ENGINES[:2], choices=ENGINES)
     parser.add_argument("--json", default=None, help="also write the JSON here")
     parser.add_argument("--child", default=None, choices=ENGINES, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -81,11 +88,20 @@ def write_wav(path: Path, samples) -> None:
         f.writeframes((samples * 32767).astype("<i2").tobytes())
 
 
-def engine(name: str, model: str, device: str, dtype: str, batch_size: int, max_new_tokens: int, compile: bool = False):
-    """`run(audio) -> text`: ours streams a file (`transcribe(path)`), the pipeline reads it whole (its ffmpeg_read)."""
+def engine(name: str, model: str, device: str, dtype: str, batch_size: int, max_new_tokens: int, num_beams: int = 1,
+           threads: int = 1, compile: bool = False):  # fmt: skip
+    """`run(audio) -> text`: ours streams a file (`transcribe(path)`), the pipeline reads it whole (its ffmpeg_read),
+    as does faster-whisper (our reader; its text by our tokenizer)."""
     if name == "transformers":
-        return transformers_pipeline(model, device, dtype, batch_size, max_new_tokens=max_new_tokens)
-    transcribe = ours(model, device, dtype, compile=compile, language="en", max_new_tokens=max_new_tokens, batch_size=batch_size)
+        return transformers_pipeline(model, device, dtype, batch_size, max_new_tokens=max_new_tokens, num_beams=num_beams)
+    if name == "faster-whisper":
+        from distilwhisper.audio import load_audio
+        from distilwhisper.tokenizer import load_tokenizer
+
+        tokenizer, run = load_tokenizer(model), faster_whisper(model, threads, max_new_tokens, beam_size=num_beams)
+        return lambda audio: tokenizer.decode(run([load_audio(audio)])[0])
+    transcribe = ours(model, device, dtype, compile=compile, language="en", max_new_tokens=max_new_tokens, batch_size=batch_size,
+                      num_beams=num_beams)  # fmt: skip
     return lambda audio: transcribe(audio).text
 
 
@@ -98,7 +114,7 @@ def child(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     peak = PeakGpuMemory(args.device)
     start = time.perf_counter()
-    run = engine(args.child, args.model, args.device, args.dtype, args.batch, args.max_new_tokens)
+    run = engine(args.child, args.model, args.device, args.dtype, args.batch, args.max_new_tokens, args.num_beams, args.threads)
     load_s = time.perf_counter() - start
     # Warm up on the first 35 s of the first file (two chunks: every code path), read without loading it all.
     with tempfile.TemporaryDirectory() as folder:
@@ -130,14 +146,14 @@ def run(args: argparse.Namespace) -> dict:
     for batch in args.batch_size:
         passthrough = ["--model", args.model, "--runs", str(args.runs), "--max-new-tokens", str(args.max_new_tokens),
                        "--threads", str(args.threads), "--device", args.device, "--dtype", args.dtype,
-                       "--batch-size", str(batch), "--audio", *args.audio]  # fmt: skip
+                       "--batch-size", str(batch), "--num-beams", str(args.num_beams), "--audio", *args.audio]  # fmt: skip
         rows += [summarize(result) for name in args.engines if (result := run_child(__file__, name, passthrough))]
     for row in rows:
         baseline = next((r for r in rows if r["engine"] == "transformers" and r["batch_size"] == row["batch_size"]), None)
         row["speedup_vs_transformers"] = row["audio_s_per_s"] / baseline["audio_s_per_s"] if baseline else None
     return {"benchmark": "long_form", "device": args.device, "dtype": args.dtype, "threads": args.threads,
             "model": args.model, "random_dims": args.random_dims, "seed": args.seed, "audio": args.audio,
-            "runs": args.runs, "max_new_tokens": args.max_new_tokens, "versions": versions(), "results": rows}  # fmt: skip
+            "runs": args.runs, "max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams, "versions": versions(), "results": rows}  # fmt: skip
 
 
 def main() -> None:
@@ -150,7 +166,7 @@ def main() -> None:
     report = run(args)
     rows = report["results"]
     print(f"{len(args.audio)} files, {sum(r['audio_s'] for r in rows[:1]):.0f} s of audio, {args.device} {args.dtype}, "
-          f"{args.threads} threads, model {Path(args.model).name}, greedy, max_new_tokens {args.max_new_tokens}")  # fmt: skip
+          f"{args.threads} threads, model {Path(args.model).name}, {args.num_beams} beam(s), max_new_tokens {args.max_new_tokens}")  # fmt: skip
     print(f"{'engine':<16}{'batch':>6}{'wall s':>9}{'audio s/s':>11}{'peak RSS MiB':>14}{'CUDA MiB':>10}{'words':>7}{'vs HF':>8}")
     for r in rows:
         speedup = f"{r['speedup_vs_transformers']:.2f}x" if r["speedup_vs_transformers"] else "-"

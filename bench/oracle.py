@@ -1,4 +1,4 @@
-"""The oracle's side, without pytest: random transformers checkpoints and transformers' greedy tokens.
+"""The oracle's side, without pytest: random transformers checkpoints and transformers' generated tokens.
 
 conftest re-exports both for the tests; bench/gpu.py imports them on a machine that has no pytest.
 """
@@ -51,13 +51,15 @@ def save_random_whisper(
     return path
 
 
-def hf_greedy_tokens(hf_model, input_features, max_new_tokens: int, eos: int = 50257, **generate_kwargs) -> list[list[int]]:
-    """The oracle: transformers' Whisper generate, greedy, English transcription, text tokens only.
+def hf_tokens(hf_model, input_features, max_new_tokens: int, eos: int = 50257, num_beams: int = 1,
+              **generate_kwargs) -> list[list[int]]:  # fmt: skip
+    """The oracle: transformers' Whisper generate, greedy (or by beam search: num_beams), English transcription,
+    text tokens only.
 
     Some transformers versions return the prompt (`prompt_ids` among it) too, some only new tokens: strip what is there.
     """
     out = hf_model.generate(input_features, language="en", task="transcribe", max_new_tokens=max_new_tokens,
-                            do_sample=False, num_beams=1, **generate_kwargs)
+                            do_sample=False, num_beams=num_beams, **generate_kwargs)
     previous = generate_kwargs["prompt_ids"].tolist() if generate_kwargs.get("prompt_ids") is not None else []
     rows = []
     for row in out.tolist():

@@ -3,7 +3,8 @@
     python bench/parity.py --model ../shared/models/whisper-base ../shared/audio/short/*.wav [--json out.json]
 
 Per file, both engines decode the same input features (transformers' feature extractor) with the same
-weights, greedy, fp32: our greedy_decode on our network against WhisperForConditionalGeneration.generate().
+weights, fp32, greedy (or by beam search, --num-beams N): our decoding loop on our network against
+WhisperForConditionalGeneration.generate().
 The report says whether the tokens are identical, else the first position where they differ, and the
 largest logit difference when both networks are teacher-forced on the prompt + transformers' tokens.
 Files over 30 s are compared on their first 30 s (generate()'s short-form input); long-form is tested
@@ -25,6 +26,7 @@ import common  # noqa: F401 - the package beside this folder, installed or not
 
 from distilwhisper import TranscribeOptions
 from distilwhisper.audio import N_SAMPLES, load_audio, pad_or_trim
+from distilwhisper.beam_search import beam_search
 from distilwhisper.cli import write_atomically
 from distilwhisper.decoding import greedy_decode
 from distilwhisper.transcribe import Transcriber, load_model
@@ -56,12 +58,14 @@ def first_difference(ours: list[int], theirs: list[int]) -> int | None:
     return None if len(ours) == len(theirs) else min(len(ours), len(theirs))
 
 
-def hf_generate(hf_model, features: torch.Tensor, prompt: list[int], eos: int, max_new_tokens: int, **kwargs) -> list[list[int]]:
-    """transformers' greedy generate(), as token lists without the prompt and cut before the end token.
+def hf_generate(hf_model, features: torch.Tensor, prompt: list[int], eos: int, max_new_tokens: int, num_beams: int = 1,
+                **kwargs) -> list[list[int]]:  # fmt: skip
+    """transformers' generate(), greedy or with `num_beams`, as token lists without the prompt and cut before the end
+    token.
 
     Some transformers versions return the decoder prompt too, some only new tokens: strip it where it is.
     """
-    out = hf_model.generate(features, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, **kwargs)
+    out = hf_model.generate(features, max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams, **kwargs)
     rows = []
     for row in out.tolist():
         row = row[len(prompt) :] if row[: len(prompt)] == prompt else row
@@ -69,13 +73,15 @@ def hf_generate(hf_model, features: torch.Tensor, prompt: list[int], eos: int, m
     return rows
 
 
-def our_greedy(transcriber: Transcriber, features: torch.Tensor, prompt: list[int], max_new_tokens: int) -> list[list[int]]:
-    """Our greedy tokens from given features, cut before the end token as hf_generate cuts them."""
-    model, eot = transcriber.model, transcriber.tokenizer.eot
+def our_tokens(transcriber: Transcriber, features: torch.Tensor, prompt: list[int], max_new_tokens: int,
+               num_beams: int = 1) -> list[list[int]]:  # fmt: skip
+    """Our tokens from given features, greedy or with `num_beams`, cut before the end token as hf_generate cuts them."""
+    model = transcriber.model
     model.decoder.setup_caches(model.encoder(features))
-    decoding = replace(transcriber.plan().decoding, max_new_tokens=max_new_tokens)  # the checkpoint's rules
-    decoded = greedy_decode(model, [prompt] * len(features), decoding)
-    return [row[: row.index(eot)] if eot in row else row for row in (r.tokens for r in decoded)]
+    plan = transcriber.plan(TranscribeOptions(num_beams=num_beams))  # the checkpoint's rules, length penalty...
+    decoding, prompts = replace(plan.decoding, max_new_tokens=max_new_tokens), [prompt] * len(features)
+    decoded = greedy_decode(model, prompts, decoding) if plan.beams is None else beam_search(model, prompts, decoding, plan.beams)
+    return [r.tokens for r in decoded]
 
 
 def max_logit_difference(transcriber: Transcriber, hf_model, features: torch.Tensor, tokens: list[int]) -> float:
@@ -88,11 +94,12 @@ def max_logit_difference(transcriber: Transcriber, hf_model, features: torch.Ten
 
 
 def compare(transcriber: Transcriber, hf_model, features: torch.Tensor, names: list[str], prompt: list[int],
-            max_new_tokens: int, **generate_kwargs) -> list[Parity]:  # fmt: skip
+            max_new_tokens: int, num_beams: int = 1, **generate_kwargs) -> list[Parity]:  # fmt: skip
     """Both engines on a batch of features (batch, n_mels, 3000): one Parity per row."""
     with torch.inference_mode():
-        ours = our_greedy(transcriber, features, prompt, max_new_tokens)
-        theirs = hf_generate(hf_model, features, prompt, transcriber.tokenizer.eot, max_new_tokens, **generate_kwargs)
+        ours = our_tokens(transcriber, features, prompt, max_new_tokens, num_beams)
+        eot = transcriber.tokenizer.eot
+        theirs = hf_generate(hf_model, features, prompt, eot, max_new_tokens, num_beams, **generate_kwargs)
     return [
         Parity(name, a, b, first_difference(a, b), max_logit_difference(transcriber, hf_model, features[i : i + 1], prompt + b))
         for i, (name, a, b) in enumerate(zip(names, ours, theirs))
@@ -118,7 +125,7 @@ def device_parity(path: Path, device: torch.device, dtype: torch.dtype, samples:
                   rules: tuple) -> dict:  # fmt: skip
     """Greedy tokens, ours against transformers' generate on the same log-mel (ours), in fp32 and in `dtype`, on a
     device: identical, or the agreement and, at each first difference, the fp32 margin between the two choices."""
-    from oracle import hf_greedy_tokens
+    from oracle import hf_tokens
     from transformers import WhisperForConditionalGeneration
 
     from distilwhisper.audio import log_mel_spectrogram
@@ -135,7 +142,7 @@ def device_parity(path: Path, device: torch.device, dtype: torch.dtype, samples:
         with torch.inference_mode():
             ours.decoder.setup_caches(ours.encoder(features))
             got = [r.tokens for r in greedy_decode(ours, [prompt] * len(features), Decoding(eot, tokens, rules))]
-            expected = hf_greedy_tokens(theirs, features, max_new_tokens=tokens)
+            expected = hf_tokens(theirs, features, max_new_tokens=tokens)
         agreeing = sum(len(a) if (i := first_difference(a, b)) is None else i for a, b in zip(got, expected))
         report[str(run_dtype)] = {
             "identical": got == expected,
@@ -157,6 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "as English-only checkpoints need)")
     parser.add_argument("--task", default=None, choices=["transcribe", "translate"], help="passed to both")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: what the decoder holds")
+    parser.add_argument("--num-beams", type=int, default=1, help="beam search with N hypotheses on both sides (default: 1, greedy)")
     parser.add_argument("--device", default="cpu", help="both engines run here, in float32 (default: cpu)")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="max |logit difference| (default: %(default)s)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the report as JSON here")
@@ -181,13 +189,14 @@ def run(args: argparse.Namespace) -> dict:
     for path in args.audio:
         samples = pad_or_trim(load_audio(path), N_SAMPLES)
         features = extractor(samples, sampling_rate=16000, return_tensors="pt").input_features.to(args.device)
-        (report,) = compare(transcriber, hf_model, features, [path], prompt, plan.decoding.max_new_tokens, **options)
+        (report,) = compare(transcriber, hf_model, features, [path], prompt, plan.decoding.max_new_tokens, args.num_beams,
+                            **options)  # fmt: skip
         verdict = "identical" if report.identical else f"differ at token {report.first_difference}"
         print(f"{len(report.theirs):>6}  {verdict:<22}  {report.max_logit_difference:12.2e}  {path}", flush=True)
         reports.append(report)
     identical = sum(r.identical for r in reports)
     worst = max(r.max_logit_difference for r in reports)
-    return {"model": str(args.model), "identical": identical, "files": len(reports), "max_logit_difference": worst,
+    return {"model": str(args.model), "num_beams": args.num_beams, "identical": identical, "files": len(reports), "max_logit_difference": worst,
             "tolerance": args.tolerance, "ok": identical == len(reports) and worst <= args.tolerance,
             "reports": [asdict(r) for r in reports]}  # fmt: skip
 

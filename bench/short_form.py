@@ -1,12 +1,14 @@
 """Short-form latency: distilwhisper vs transformers vs faster-whisper, same weights, same audio, one run.
 
 Each engine runs in its own child process (so its peak memory is its own), on the same decoded 16 kHz
-samples, with the same thread count, greedy, English, no timestamps. Per file it takes the median of
+samples, with the same thread count, greedy (or with --num-beams N, each engine's beam search), English, no
+timestamps. Per file it takes the median of
 --runs timed calls after one warm-up call; a call covers features, encoder, decoding and detokenising.
 
     python bench/short_form.py                        # base fixture, every file in ../shared/audio/short
     python bench/short_form.py --json bench/out/short.json
     python bench/short_form.py --initial-prompt "Dashwood, Norland."  # every engine reads the same previous text
+    python bench/short_form.py --num-beams 5          # what the pipeline, openai/whisper and faster-whisper default to
     python bench/short_form.py --word-timestamps      # the cost of word times: ours and the pipeline's, with and without
 
 With --word-timestamps the engines decode with timestamps, each once without word times and once with them (ours:
@@ -41,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch / CTranslate2 threads (default: all cores)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--initial-prompt", default=None, help="previous text for every engine (default: none)")
+    parser.add_argument("--num-beams", type=int, default=1, help="beam search for every engine (faster-whisper: beam_size)")
     parser.add_argument("--word-timestamps", action="store_true", help="time word timestamps' cost (engines: WORD_ENGINES)")
     parser.add_argument("--engines", nargs="+", default=None, choices=ENGINES + WORD_ENGINES[1:])
     parser.add_argument("--json", default=None, help="also write the JSON here")
@@ -55,20 +58,22 @@ def engine(args: argparse.Namespace):
     words = args.child.endswith("+words")
     if args.word_timestamps and args.child.startswith("distilwhisper"):
         transcribe = ours(args.model, language="en", max_new_tokens=args.max_new_tokens, initial_prompt=args.initial_prompt,
-                          return_timestamps=True, word_timestamps=words)  # fmt: skip
+                          return_timestamps=True, word_timestamps=words, num_beams=args.num_beams)  # fmt: skip
         return lambda samples: len(transcribe(samples).text.split())
     if args.word_timestamps:
         pipe = transformers_pipeline(args.model, "cpu", "float32", batch_size=1, chunk_length_s=None,
-                                     return_timestamps="word" if words else True, max_new_tokens=args.max_new_tokens)  # fmt: skip
+                                     return_timestamps="word" if words else True, max_new_tokens=args.max_new_tokens,
+                                     num_beams=args.num_beams)  # fmt: skip
         return lambda samples: len(pipe(samples).split())
     if args.child.startswith("distilwhisper"):
         transcribe = ours(args.model, compile=args.child == "distilwhisper-compiled", language="en",
-                          max_new_tokens=args.max_new_tokens, initial_prompt=args.initial_prompt)  # fmt: skip
+                          max_new_tokens=args.max_new_tokens, initial_prompt=args.initial_prompt, num_beams=args.num_beams)  # fmt: skip
         return lambda samples: len(transcribe(samples).tokens)
     if args.child == "transformers":
-        generate, _ = transformers_generate(args.model, "cpu", torch.float32, args.max_new_tokens, initial_prompt=args.initial_prompt)
+        generate, _ = transformers_generate(args.model, "cpu", torch.float32, args.max_new_tokens, initial_prompt=args.initial_prompt,
+                                            num_beams=args.num_beams)  # fmt: skip
         return lambda samples: len(generate([samples])[0])
-    run = faster_whisper(args.model, args.threads, args.max_new_tokens, args.initial_prompt)
+    run = faster_whisper(args.model, args.threads, args.max_new_tokens, args.initial_prompt, beam_size=args.num_beams)
     return lambda samples: len(run([samples])[0])
 
 
@@ -109,7 +114,7 @@ def summarize(result: dict) -> dict:
 def run(args: argparse.Namespace) -> dict:
     """Every engine in its own process; the report, with each engine's speed-up over transformers."""
     passthrough = ["--model", args.model, "--runs", str(args.runs), "--max-new-tokens", str(args.max_new_tokens),
-                   "--threads", str(args.threads), "--audio", *args.audio]  # fmt: skip
+                   "--threads", str(args.threads), "--num-beams", str(args.num_beams), "--audio", *args.audio]  # fmt: skip
     passthrough += [] if args.initial_prompt is None else ["--initial-prompt", args.initial_prompt]
     passthrough += ["--word-timestamps"] if args.word_timestamps else []
     rows = [summarize(result) for name in args.engines if (result := run_child(__file__, name, passthrough))]
@@ -121,8 +126,8 @@ def run(args: argparse.Namespace) -> dict:
     word_cost = {name: totals[f"{name}+words"] / totals[name] - 1 for name in totals if f"{name}+words" in totals}
     return {"benchmark": "short_form", "device": "cpu", "dtype": "float32", "threads": args.threads,
             "model": args.model, "files": len(args.audio), "runs": args.runs, "initial_prompt": args.initial_prompt,
-            "word_timestamps": args.word_timestamps, "word_timestamps_cost": word_cost, "versions": versions(),
-            "results": rows}  # fmt: skip
+            "num_beams": args.num_beams, "word_timestamps": args.word_timestamps, "word_timestamps_cost": word_cost,
+            "versions": versions(), "results": rows}  # fmt: skip
 
 
 def main() -> None:
@@ -136,8 +141,8 @@ def main() -> None:
         return
     report = run(args)
     print(f"{report['files']} files, {args.runs} timed runs each (median), CPU fp32, "
-          f"{args.threads} threads, model {Path(args.model).name}, initial prompt {args.initial_prompt!r}"
-          + (", timestamps on" if args.word_timestamps else ""))  # fmt: skip
+          f"{args.threads} threads, model {Path(args.model).name}, initial prompt {args.initial_prompt!r}, "
+          f"{args.num_beams} beam(s)" + (", timestamps on" if args.word_timestamps else ""))  # fmt: skip
     print(f"{'engine':<24}{'median s':>10}{'total s':>10}{'RTF':>8}{'tok/s':>8}{'peak MiB':>10}{'load s':>8}{'first s':>9}{'vs HF':>8}")
     for r in report["results"]:
         speedup = f"{r['speedup_vs_transformers']:.2f}x" if r["speedup_vs_transformers"] else "-"

@@ -23,7 +23,7 @@ from .devices import DTYPES
 from .errors import DistilWhisperError, first_line
 from .inputs import open_audio
 from .longform import DEFAULT_CHUNK_LENGTH
-from .options import TranscribeOptions
+from .options import transcribe_options
 from .plan import DecodePlan
 from .subtitles import CueLayout, clock, subtitles
 from .transcribe import Progress, Transcriber, Transcription, load_model
@@ -119,6 +119,11 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-length", type=float, default=DEFAULT_CHUNK_LENGTH, metavar="SECONDS",
                         help="audio longer than 30 s is transcribed in chunks this long (1 to 30), overlapping by "
                              "a sixth of it on each side, stitched where the overlaps agree (default: %(default)s)")
+    parser.add_argument("--num-beams", type=int, default=None, metavar="N",
+                        help="beam search with N hypotheses per window, as transformers' generate(num_beams=N): 5 is "
+                             "what its ASR pipeline, openai/whisper and faster-whisper use by default; slower than "
+                             "greedy, not with --assistant (default: 1, greedy, Distil-Whisper's own recipe)")
+    parser.add_argument("--beam-size", type=int, default=None, metavar="N", help="the same as --num-beams (default: 1)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -143,10 +148,11 @@ def check_transcription_options(parser: argparse.ArgumentParser, args: argparse.
     """`args.options`, the flags as TranscribeOptions; what those refuse is refused as argparse refuses a bad
     option (usage, one line, status 2), naming the flag."""
     try:
-        args.options = TranscribeOptions(
+        beams = {name: getattr(args, name) for name in ("num_beams", "beam_size") if getattr(args, name) is not None}
+        args.options = transcribe_options(
             language=args.language, task=args.task, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
             chunk_length=args.chunk_length, return_timestamps=getattr(args, "timestamps", False),
-            initial_prompt=args.initial_prompt, word_timestamps=getattr(args, "word_timestamps", False),
+            initial_prompt=args.initial_prompt, word_timestamps=getattr(args, "word_timestamps", False), **beams,
         )  # fmt: skip
     except DistilWhisperError as e:
         parser.error(flag_names(str(e), args))

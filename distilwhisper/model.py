@@ -188,7 +188,11 @@ class DecoderLayer(nn.Module):
         """The second half: cross-attention over the audio, then the MLP."""
         assert self.cross_cache is not None, "Decoder.forward checks setup_caches ran"
         h = self.encoder_attn_layer_norm(x)
-        x = x + self.encoder_attn.attend(h, self.cross_cache.k, self.cross_cache.v)
+        beams = len(h) // len(self.cross_cache.k)  # hypotheses per audio (beam search), else 1
+        if beams > 1:  # an audio's hypotheses read its keys and values as one longer query, not a copy each
+            h = h.unflatten(0, (-1, beams)).flatten(1, 2)
+        cross = self.encoder_attn.attend(h, self.cross_cache.k, self.cross_cache.v)
+        x = x + (cross.unflatten(1, (beams, -1)).flatten(0, 1) if beams > 1 else cross)
         return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
 
     def cross_attention_weights(self, x: Tensor, heads: list[int]) -> Tensor:
@@ -278,6 +282,24 @@ class Decoder(nn.Module):
             else:
                 layer.self_cache = _cache_for(layer.self_cache, self._cache_shape(layer, k.shape[0], self.n_text_ctx), k.dtype, k.device)
         self.causal_mask = other.causal_mask
+
+    def setup_beams(self, beams: int) -> None:
+        """Decode `beams` hypotheses per audio from here on (beam search): rows a * beams .. a * beams + beams - 1 of
+        the self-attention caches are audio a's, whose cross-attention keys and values they all read."""
+        for layer in self.layers:
+            assert layer.cross_cache is not None, "setup_caches comes first"
+            audios, k = len(layer.cross_cache.k), layer.cross_cache.k
+            layer.self_cache = _cache_for(layer.self_cache, self._cache_shape(layer, audios * beams, self.n_text_ctx), k.dtype, k.device)
+
+    def reorder_caches(self, rows: Tensor, filled: int) -> None:
+        """Row i of the self-attention caches becomes what row rows[i] held, in its first `filled` positions: each
+        hypothesis of a beam search takes its parent's keys and values. In place, so the buffers stay where compiled
+        steps read them."""
+        for layer in self.layers:
+            assert layer.self_cache is not None, "setup_caches comes first"
+            for cache in (layer.self_cache.k, layer.self_cache.v):
+                written = cache[:, :, :filled]
+                written.copy_(written.index_select(0, rows))
 
     def _cache_shape(self, layer: DecoderLayer, batch: int, positions: int) -> tuple[int, int, int, int]:
         heads = layer.self_attn.n_heads

@@ -29,6 +29,7 @@ class TranscribeOptions:
         it, is word_timestamps=True.
     initial_prompt: text the model reads as the transcript before the audio (names, spellings, style).
     word_timestamps: give words too, each with its time, from the alignment heads (timestamps turned on).
+    num_beams: hypotheses beam search keeps per window (`beam_size` is the same); 1: greedy, the fastest.
     """
 
     language: str | None = None
@@ -40,6 +41,7 @@ class TranscribeOptions:
     return_timestamps: bool = False
     initial_prompt: str | None = None
     word_timestamps: bool = False
+    num_beams: int = 1
 
     def __post_init__(self) -> None:
         for name in ("language", "task", "initial_prompt"):
@@ -48,12 +50,14 @@ class TranscribeOptions:
                 raise DistilWhisperError(f"{name} must be a string, got {text!r}")
         if self.task not in (*TASKS, None):
             raise DistilWhisperError(f"unknown task '{self.task}'; use 'transcribe' or 'translate'")
-        for name in ("max_new_tokens", "batch_size"):
+        for name in ("max_new_tokens", "batch_size", "num_beams"):
             count = getattr(self, name)
             if count is not None and not is_whole_number(count):
                 raise DistilWhisperError(f"{name} must be a whole number, got {count!r}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise DistilWhisperError(f"batch_size must be at least 1, got {self.batch_size}")
+        for name in ("batch_size", "num_beams"):
+            count = getattr(self, name)
+            if count is not None and count < 1:
+                raise DistilWhisperError(f"{name} must be at least 1, got {count}")
         threshold = self.no_speech_threshold
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or threshold != threshold):
             raise DistilWhisperError(f"no_speech_threshold must be a probability, or None to keep every transcript, got {threshold!r}")
@@ -72,9 +76,15 @@ OPTION_NAMES = tuple(f.name for f in fields(TranscribeOptions))
 
 
 def transcribe_options(*args: object, **options: object) -> TranscribeOptions:
-    """TranscribeOptions from a call's arguments; an option it does not have is refused by name, in one line."""
+    """TranscribeOptions from a call's arguments; an option it does not have is refused by name, in one line.
+    `beam_size`, as faster-whisper and openai/whisper call it, is `num_beams`."""
+    if "beam_size" in options:
+        beam_size = options.pop("beam_size")
+        if options.get("num_beams", beam_size) != beam_size:
+            raise DistilWhisperError(f"num_beams={options['num_beams']!r} and beam_size={beam_size!r} name one setting; give one of them")
+        options["num_beams"] = beam_size
     unknown = [name for name in options if name not in OPTION_NAMES]
     if unknown or len(args) > len(OPTION_NAMES):
         got = f"option '{unknown[0]}'" if unknown else f"{len(args)} options in a row"
-        raise DistilWhisperError(f"transcribe has no {got}; its options are {', '.join(OPTION_NAMES)} and progress")
+        raise DistilWhisperError(f"transcribe has no {got}; its options are {', '.join(OPTION_NAMES)}, beam_size and progress")
     return TranscribeOptions(*args, **options)  # type: ignore[arg-type]

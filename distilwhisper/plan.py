@@ -9,6 +9,7 @@ in the language's place (`DecodePlan.prompt`).
 from dataclasses import dataclass
 
 from .alignment import Alignment
+from .beam_search import BeamSearch
 from .decoding import Decoding, Rule, SuppressAtBegin, SuppressTokens, TimestampRules
 from .errors import DistilWhisperError
 from .languages import language_code
@@ -32,6 +33,7 @@ class DecodePlan:
     timestamp_begin: int | None  # <|0.00|> when decoding with timestamps, else None
     no_speech_threshold: float | None
     alignment: Alignment | None = None  # with word timing: the checkpoint's alignment heads
+    beams: BeamSearch | None = None  # None: greedy
 
     @property
     def sot(self) -> int:
@@ -93,6 +95,7 @@ def make_plan(options: TranscribeOptions, tokenizer: Tokenizer, defaults: Genera
         Decoding(tokenizer.eot, max_new_tokens, tuple(rules), tokenizer.no_speech, sot_index=len(head) - 1),
         tokenizer.timestamp_begin if options.return_timestamps else None, options.no_speech_threshold,
         alignment_of(defaults, dims) if options.word_timestamps else None,
+        BeamSearch(options.num_beams, defaults.length_penalty, defaults.early_stopping) if options.num_beams > 1 else None,
     )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from .audio import SAMPLE_RATE, AudioStream, pad_or_trim
 from .compiled import Steps, compiled_steps, eager_steps
 from .decoding import WindowResult
 from .devices import resolve_device_dtype
+from .errors import DistilWhisperError
 from .inputs import AudioInput, is_short, list_item_name, open_audio
 from .longform import Chunk, chunk_count, stitch, stitch_with_timestamps, stream_chunks
 from .model import Whisper
@@ -121,7 +122,13 @@ class Transcriber:
     def plan(self, options: TranscribeOptions | None = None) -> DecodePlan:
         """The options planned for this checkpoint: the prompt, the rules and the limits every window of a call is
         decoded with. Options that do not fit the checkpoint are refused here, before any work."""
-        return make_plan(options or TranscribeOptions(), self.tokenizer, self.defaults, self.model.dims)
+        options = options or TranscribeOptions()
+        if options.num_beams > 1 and self.assistant is not None:
+            # A draft proposes one continuation and the model verifies it; beams would each need their own.
+            raise DistilWhisperError(
+                f"num_beams={options.num_beams} needs a model loaded without an assistant: speculative decoding is greedy"
+            )
+        return make_plan(options, self.tokenizer, self.defaults, self.model.dims)
 
     @overload
     def transcribe(self, audio: list[AudioInput], *args: Any, progress: Progress | None = None, **options: Any) -> list[Transcription]: ...

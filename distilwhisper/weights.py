@@ -92,6 +92,9 @@ class GenerationDefaults:
     # median filter over their weights (config.json's median_filter_width, the model config's, as transformers reads it).
     alignment_heads: tuple[tuple[int, int], ...] = ()
     median_filter_width: int = 7
+    # Beam search's scoring of finished hypotheses and when it stops, as transformers reads them (its defaults).
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False  # True, False or "never"
 
 
 def resolve_model_dir(
@@ -186,6 +189,8 @@ def load_generation_defaults(model_dir: str | os.PathLike) -> GenerationDefaults
         max_initial_timestamp_index=config.get("max_initial_timestamp_index"),
         alignment_heads=tuple((layer, head) for layer, head in config.get("alignment_heads") or ()),
         median_filter_width=median_filter_width,
+        length_penalty=config.get("length_penalty", 1.0),
+        early_stopping=config.get("early_stopping", False),
     )
 
 
@@ -220,6 +225,8 @@ def _check_generation_fields(config: dict, source: dict[str, Path], n_vocab: int
     check("is_multilingual", lambda v: isinstance(v, bool), "true or false")
     check("alignment_heads", lambda v: isinstance(v, list) and all(_is_head(pair) for pair in v),
           "a list of [decoder layer, head] pairs")  # fmt: skip
+    check("length_penalty", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number")
+    check("early_stopping", lambda v: isinstance(v, bool) or v == "never", 'true, false or "never"')
 
 
 def _is_head(pair) -> bool:

@@ -1,7 +1,7 @@
 """A batch of 30 s windows, from samples to each window's tokens: openai/whisper's DecodingTask.run as a function.
 
     pad to the compile bucket -> log-mel -> encoder -> the decoders' caches -> language detection -> prompts
-      -> decoding (greedy or speculative; with timestamps, in passes) -> silence rule -> the padding dropped
+      -> decoding (greedy, beam search or speculative; with timestamps, in passes) -> silence rule -> the padding dropped
 
 Short inputs are one window each; long ones are cut into chunks, each a window (transcribe.py, longform.py).
 """
@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .alignment import pass_times
 from .audio import HOP_LENGTH, log_mel_spectrogram
+from .beam_search import BeamSearch, beam_search
 from .compiled import Steps, eager_steps, pad_to_bucket
 from .decoding import Decoding, WindowResult, decode_in_passes, detect_language, greedy_decode
 from .model import Whisper
@@ -25,7 +26,8 @@ from .speculative import Assistant, speculative_decode
 @dataclass(frozen=True)
 class Engine:
     """The network and how it runs: its steps (eager, or compiled with `compiled.compiled_steps`) and, for
-    speculative decoding, a draft model. Which loop decodes is fixed here, at load: greedy, or speculative."""
+    speculative decoding, a draft model. Which loop decodes: beam search when asked for; else greedy, or
+    speculative with a draft model (fixed at load)."""
 
     model: Whisper
     steps: Steps
@@ -43,9 +45,12 @@ class Engine:
             self.assistant.setup_caches(self.model.decoder, mel, features)
         return features
 
-    def decode(self, prompts: list[list[int]], decoding: Decoding) -> list[WindowResult]:
-        """One pass over the windows `prepare` encoded, one prompt each."""
+    def decode(self, prompts: list[list[int]], decoding: Decoding, beams: BeamSearch | None = None) -> list[WindowResult]:
+        """One pass over the windows `prepare` encoded, one prompt each; `beams`: by beam search."""
         steps = self.steps.for_batch(len(prompts))
+        if beams is not None:
+            assert self.assistant is None, "Transcriber.plan refuses beam search with an assistant"
+            return beam_search(self.model, prompts, decoding, beams, steps.decoder)
         if self.assistant is None:
             return greedy_decode(self.model, prompts, decoding, steps.decoder)
         return speculative_decode(self.model, self.assistant, prompts, decoding, steps.decoder, steps.draft, steps.schedule)
@@ -66,14 +71,14 @@ def decode_windows(engine: Engine, plan: DecodePlan, waveforms: Tensor, lengths:
     if plan.detect_from:
         detected = detect_language(model, len(mel), plan.sot, list(plan.detect_from)).tolist()
     prompts = [plan.prompt(token) for token in detected]
-    results = engine.decode(prompts, plan.decoding)
+    results = engine.decode(prompts, plan.decoding, plan.beams)
     if plan.timestamp_begin is not None:
         align = None
         if plan.alignment is not None:
             frames = [-(-n // HOP_LENGTH) for n in (lengths or [waveforms.shape[1]] * batch)]  # as the mask counts them
             align = partial(align_pass, model, plan, prompts, frames)
-        results = decode_in_passes(partial(engine.decode, decoding=plan.decoding), engine.prepare, mel, results, prompts,
-                                   plan.timestamp_begin, align)  # fmt: skip
+        results = decode_in_passes(partial(engine.decode, decoding=plan.decoding, beams=plan.beams), engine.prepare, mel,
+                                   results, prompts, plan.timestamp_begin, align)  # fmt: skip
     languages = [plan.language if token is None else plan.detect_from[token] for token in detected]
     return [silence_rule(r, language, plan.no_speech_threshold) for r, language in zip(results[:batch], languages)]
 

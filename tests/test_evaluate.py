@@ -16,7 +16,7 @@ import jiwer
 import pytest
 import torch
 from helpers import AUDIO_DIR, BASE_MODEL, needs_shared
-from oracle import hf_greedy_tokens
+from oracle import hf_tokens
 
 from distilwhisper.audio import load_audio
 from distilwhisper.evaluate import corpus_wer, main, read_manifest, summary_line
@@ -140,7 +140,7 @@ def test_wer_on_real_speech_equals_transformers_normaliser_and_jiwer_on_transfor
     processor = WhisperProcessor.from_pretrained(BASE_MODEL)
     model = WhisperForConditionalGeneration.from_pretrained(BASE_MODEL, dtype=torch.float32).eval()
     features = processor.feature_extractor([load_audio(r.path) for r in rows], sampling_rate=16000, return_tensors="pt").input_features
-    texts = processor.batch_decode(hf_greedy_tokens(model, features, max_new_tokens=444), skip_special_tokens=True)
+    texts = processor.batch_decode(hf_tokens(model, features, max_new_tokens=444), skip_special_tokens=True)
     normalize = EnglishTextNormalizer(processor.tokenizer.english_spelling_normalizer)
     references, hypotheses = [normalize(r.reference) for r in rows], [normalize(t) for t in texts]
 

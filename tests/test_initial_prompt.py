@@ -11,7 +11,7 @@ import torch
 
 from helpers import (AUDIO_DIR, BASE_MODEL, EOT, GREEDY, NO_SPEECH, PROMPT, SOT_PREV, add_base_tokenizer, checkpoint_rules,
                      decode, needs_shared, read_manifest, tokens_of)  # fmt: skip
-from oracle import hf_greedy_tokens
+from oracle import hf_tokens
 from distilwhisper import DistilWhisperError, TranscribeOptions, load_audio, load_model, log_mel_spectrogram, pad_or_trim
 from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.cli import main
@@ -49,7 +49,7 @@ def test_tokens_and_no_speech_equal_generate_with_prompt_ids(tiny, length):
     mel, previous = random_mel(3, seed=length), previous_text(length, seed=length)
     features = ours.encoder(mel)
     got = decode(ours, features, previous + PROMPT, 30, rules, no_speech=NO_SPEECH, sot_index=len(previous))
-    assert tokens_of(got) == hf_greedy_tokens(oracle, mel, max_new_tokens=30, prompt_ids=torch.tensor(previous))
+    assert tokens_of(got) == hf_tokens(oracle, mel, max_new_tokens=30, prompt_ids=torch.tensor(previous))
     assert tokens_of(got) != tokens_of(decode(ours, features, PROMPT, 30, rules))
 
     # openai/whisper and transformers read <|nospeech|> at <|startoftranscript|>, which the previous text moved.
@@ -115,7 +115,7 @@ def test_previous_text_is_encoded_as_get_prompt_ids(base, text):
 def test_batched_real_speech_equals_generate_with_prompt_ids(base, speech):
     ours, oracle, processor = base
     features = processor.feature_extractor(speech, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-    expected = hf_greedy_tokens(oracle, features, max_new_tokens=128, prompt_ids=torch.from_numpy(processor.get_prompt_ids(STYLE)))
+    expected = hf_tokens(oracle, features, max_new_tokens=128, prompt_ids=torch.from_numpy(processor.get_prompt_ids(STYLE)))
     got = ours.transcribe(speech, language="en", max_new_tokens=128, initial_prompt=STYLE)
     plain = ours.transcribe(speech, language="en", max_new_tokens=128)
     for i, (result, tokens) in enumerate(zip(got, expected)):
@@ -134,7 +134,7 @@ def test_detected_language_with_a_prompt_equals_generate(base, speech):
     prompt_ids = torch.from_numpy(processor.get_prompt_ids(STYLE))
     out = oracle.generate(features, task="transcribe", prompt_ids=prompt_ids, num_beams=1, do_sample=False)
     row = out[0].tolist()
-    row = row[len(prompt_ids) :] if row[: len(prompt_ids)] == prompt_ids.tolist() else row  # as hf_greedy_tokens
+    row = row[len(prompt_ids) :] if row[: len(prompt_ids)] == prompt_ids.tolist() else row  # as hf_tokens
     while row[0] in (50258, 50259, 50359, 50363):
         row = row[1:]
     got = ours.transcribe(waveform, initial_prompt=STYLE, no_speech_threshold=None)

@@ -12,9 +12,10 @@ PACKAGE = ROOT / "distilwhisper"
 # Bottom to top: each module may import only those before it.
 LAYERS = [
     "errors", "version", "languages", "devices", "audio", "model", "alignment", "weights", "tokenizer", "longform", "words",
-    "decoding",
-    "speculative", "compiled", "options", "plan", "inputs", "windows", "transcribe", "subtitles", "cli",
-    "evaluate.normalizer", "evaluate.wer", "evaluate", "evaluate.__main__", "__main__", "__init__",
+    "decoding", "beam_search", "speculative", "compiled", "options", "plan", "inputs", "windows", "transcribe", "subtitles",
+    "cli", "evaluate.normalizer", "evaluate.wer", "evaluate", "evaluate.__main__",
+    "scale.sources", "scale.rows", "scale.job", "scale.store", "scale.replica", "scale.runner", "scale.command", "scale",
+    "scale.__main__", "__main__", "__init__",
 ]  # fmt: skip
 
 

@@ -10,7 +10,7 @@ import torch
 from helpers import PROMPT, TINY_CONFIGS, checkpoint_rules, decode, random_mel, tokens_of
 from distilwhisper.decoding import SuppressAtBegin, SuppressTokens
 from distilwhisper.weights import load_whisper
-from oracle import hf_greedy_tokens
+from oracle import hf_tokens
 
 TOLERANCE = 1e-4  # max abs difference, fp32 on CPU
 
@@ -106,7 +106,7 @@ def test_eager_steps_read_no_cache_entry_past_the_last_written(checkpoint):
 def test_greedy_tokens_match_transformers_generate(checkpoint):
     path, oracle, ours = checkpoint
     mel = random_mel(ours, 3, seed=16)
-    expected = hf_greedy_tokens(oracle, mel, max_new_tokens=40)
+    expected = hf_tokens(oracle, mel, max_new_tokens=40)
     got = tokens_of(decode(ours, ours.encoder(mel), PROMPT, 40, checkpoint_rules(path)))
     assert got == expected
 
@@ -115,10 +115,10 @@ def test_suppressed_tokens_follow_transformers(checkpoint):
     """Suppress what the model wants to say: both sides must then pick the same next-best tokens."""
     _, oracle, ours = checkpoint
     mel = random_mel(ours, 2, seed=17)
-    free = hf_greedy_tokens(oracle, mel, max_new_tokens=12)
+    free = hf_tokens(oracle, mel, max_new_tokens=12)
     suppress = sorted({t for row in free for t in row[1:6]})
     begin_suppress = sorted({row[0] for row in free})
-    expected = hf_greedy_tokens(oracle, mel, max_new_tokens=12, suppress_tokens=suppress,
+    expected = hf_tokens(oracle, mel, max_new_tokens=12, suppress_tokens=suppress,
                                 begin_suppress_tokens=begin_suppress)
     rules = (SuppressTokens(suppress), SuppressAtBegin(begin_suppress))
     got = tokens_of(decode(ours, ours.encoder(mel), PROMPT, 12, rules))

@@ -2,7 +2,7 @@
 answer is known: the same weights on both sides (identical, logits within 1e-4), and different weights
 (the report's tokens are each engine's own, and it points at their first difference).
 
-Oracle: transformers' generate() through oracle.hf_greedy_tokens, independent of the report's code.
+Oracle: transformers' generate() through oracle.hf_tokens, independent of the report's code.
 """
 
 import json
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from helpers import AUDIO_DIR, BASE_MODEL, PROMPT, needs_shared
-from oracle import hf_greedy_tokens
+from oracle import hf_tokens
 from distilwhisper import load_model
 
 ENGLISH = {"language": "en", "task": "transcribe"}
@@ -44,14 +44,16 @@ def random_features(batch: int) -> torch.Tensor:
 
 
 @needs_shared
-def test_same_weights_give_identical_tokens_and_logits_within_tolerance(tiny_checkpoints):
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_same_weights_give_identical_tokens_and_logits_within_tolerance(tiny_checkpoints, num_beams):
     from transformers import WhisperForConditionalGeneration
 
     path = tiny_checkpoints[0]
     hf_model = WhisperForConditionalGeneration.from_pretrained(path).eval()
     features = random_features(3)
-    reports = parity.compare(load_model(path, device="cpu"), hf_model, features, ["a", "b", "c"], PROMPT, 30, **ENGLISH)
-    assert [r.theirs for r in reports] == hf_greedy_tokens(hf_model, features, max_new_tokens=30)
+    reports = parity.compare(load_model(path, device="cpu"), hf_model, features, ["a", "b", "c"], PROMPT, 30, num_beams,
+                             **ENGLISH)  # fmt: skip
+    assert [r.theirs for r in reports] == hf_tokens(hf_model, features, max_new_tokens=30, num_beams=num_beams)
     assert all(r.identical and r.ours == r.theirs for r in reports)
     assert all(r.max_logit_difference < parity.TOLERANCE for r in reports)
 
@@ -64,8 +66,8 @@ def test_different_weights_are_reported_with_the_first_differing_token(tiny_chec
     hf_ours, hf_other = (WhisperForConditionalGeneration.from_pretrained(p).eval() for p in tiny_checkpoints)
     features = random_features(2)
     reports = parity.compare(load_model(ours_path, device="cpu"), hf_other, features, ["a", "b"], PROMPT, 30, **ENGLISH)
-    assert [r.ours for r in reports] == hf_greedy_tokens(hf_ours, features, max_new_tokens=30)
-    assert [r.theirs for r in reports] == hf_greedy_tokens(hf_other, features, max_new_tokens=30)
+    assert [r.ours for r in reports] == hf_tokens(hf_ours, features, max_new_tokens=30)
+    assert [r.theirs for r in reports] == hf_tokens(hf_other, features, max_new_tokens=30)
     for r in reports:
         k = r.first_difference
         assert k is not None and r.ours[:k] == r.theirs[:k]

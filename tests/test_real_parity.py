@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from helpers import AUDIO_DIR, BASE_MODEL, needs_ffmpeg, needs_shared, read_manifest
-from oracle import hf_greedy_tokens
+from oracle import hf_tokens
 
 pytestmark = needs_shared
 
@@ -64,7 +64,7 @@ def test_batched_greedy_tokens_and_text_match_transformers(ours, oracle, speech,
     """Every short file: our features, encoder and decoding against transformers' whole path."""
     model, processor = oracle
     names, waveforms = zip(*speech[start : start + BATCH])
-    expected = hf_greedy_tokens(model, hf_features(processor, list(waveforms)), max_new_tokens=128)
+    expected = hf_tokens(model, hf_features(processor, list(waveforms)), max_new_tokens=128)
     got = ours.transcribe(list(waveforms), language="en", task="transcribe", max_new_tokens=128)
     for name, result, tokens in zip(names, got, expected):
         assert result.tokens == tokens, name

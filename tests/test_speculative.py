@@ -22,7 +22,7 @@ from distilwhisper.decoding import Decoding, TimestampRules, decode_in_passes
 from distilwhisper.speculative import Assistant, Fixed, Heuristic, load_assistant, speculative_decode
 from distilwhisper.weights import load_whisper
 from distilwhisper.windows import Engine
-from oracle import hf_greedy_tokens, save_random_whisper
+from oracle import hf_tokens, save_random_whisper
 
 MAIN = TINY_CONFIGS["tiny-4x4"]  # a 4-layer decoder
 DRAFT = MAIN | {"decoder_layers": 2}
@@ -142,7 +142,7 @@ def test_equals_transformers_assisted_generate(checkpoints, main_model, rules, d
         mel = random_mel(1, seed)
         plain, fast = decode_both(main_model, assistant, mel, rules, max_new_tokens=30)
         assert_same_result(plain, fast)
-        assert tokens_of(fast) == hf_greedy_tokens(oracle, mel, max_new_tokens=30, assistant_model=hf_draft)
+        assert tokens_of(fast) == hf_tokens(oracle, mel, max_new_tokens=30, assistant_model=hf_draft)
         assert fast[0].acceptance_rate is not None and 0 <= fast[0].acceptance_rate <= 1
 
 
@@ -383,7 +383,7 @@ def test_base_with_a_student_draft_on_real_speech(tmp_path, decoder_only):
     oracle = WhisperForConditionalGeneration.from_pretrained(BASE_MODEL, dtype=torch.float32).eval()
     hf_draft = (WhisperForCausalLM if decoder_only else WhisperForConditionalGeneration).from_pretrained(student, dtype=torch.float32).eval()
     for i in range(len(files)):
-        assert [fast[i].tokens] == hf_greedy_tokens(oracle, mel[i : i + 1], 100, assistant_model=hf_draft)
+        assert [fast[i].tokens] == hf_tokens(oracle, mel[i : i + 1], 100, assistant_model=hf_draft)
 
 
 class EndAfter:

@@ -212,6 +212,21 @@ def test_random_weights_batched_short_inputs_equal_the_batched_pipeline(words_ch
     assert [r.words for r in got] == [pipeline_words(e) for e in expected]
 
 
+def test_random_weights_words_with_beam_search_equal_the_pipelines(words_checkpoint, short_pipe):
+    """The words of the winning beam: one teacher-forced pass over its tokens gives the attention generate gathers
+    step by step along the beam's history. One input at a time, as the pipeline takes a short input (in a batch,
+    generate gives a row that ended early another row's attention for the steps after its end: deviations.md)."""
+    options = dict(language="en", max_new_tokens=12, no_speech_threshold=None, word_timestamps=True)
+    model = load_model(words_checkpoint("tiny-4x4"))
+    for seconds in (5, 11):
+        samples = synthetic_speech(SAMPLE_RATE * seconds, seed=seconds)
+        expected = short_pipe("tiny-4x4")({"raw": samples, "sampling_rate": SAMPLE_RATE}, return_timestamps="word",
+                                          generate_kwargs={**GREEDY, "max_new_tokens": 12, "num_beams": 3})  # fmt: skip
+        got = model.transcribe(samples, num_beams=3, **options)
+        assert got.words == pipeline_words(expected) and got.words
+        assert got.words != model.transcribe(samples, **options).words
+
+
 @pytest.mark.parametrize("config, length", [("tiny-4x4", "exactly four steps (40 s)"),
                                             ("distil-2dec", "last piece shorter than a stride (35.5 s)")])  # fmt: skip
 def test_random_weights_chunked_words_equal_the_pipelines(words_checkpoint, config, length):

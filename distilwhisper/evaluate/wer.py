@@ -26,6 +26,7 @@ import csv
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -92,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
 def read_manifest(manifest: str | Path, file_column: str = "file", text_column: str = "reference_text",
                   limit: int | None = None) -> list[Row]:  # fmt: skip
     """Every row of a tab-separated manifest, its audio files checked to exist; anything wrong is one line."""
+    rows = manifest_rows(manifest, file_column, text_column, limit)
+    absent = [row for row in rows if not row.path.is_file()]
+    if absent:
+        more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+        raise DistilWhisperError(f"{manifest} line {absent[0].line}: audio file not found: {absent[0].path}{more}")
+    return rows
+
+
+def manifest_rows(manifest: str | Path, file_column: str = "file", text_column: str | None = "reference_text",
+                  limit: int | None = None) -> list[Row]:  # fmt: skip
+    """Every row of a tab-separated manifest, its files not looked at (the scale runner makes a missing one an
+    error row, not a failed job). Without a `text_column` every reference is empty."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise DistilWhisperError(f"manifest not found: {manifest}")
@@ -100,7 +113,7 @@ def read_manifest(manifest: str | Path, file_column: str = "file", text_column: 
             reader = csv.DictReader(f, delimiter="\t")
             if not reader.fieldnames:
                 raise DistilWhisperError(f"{manifest} is empty: expected a header line naming {file_column} and {text_column}")
-            missing = [c for c in (file_column, text_column) if c not in reader.fieldnames]
+            missing = [c for c in (file_column, text_column) if c is not None and c not in reader.fieldnames]
             if missing:
                 raise DistilWhisperError(
                     f"{manifest} has no column {' or '.join(missing)} (its columns: {', '.join(reader.fieldnames)}); "
@@ -110,7 +123,7 @@ def read_manifest(manifest: str | Path, file_column: str = "file", text_column: 
             for record in reader:
                 if limit is not None and len(rows) == limit:
                     break
-                file, reference = (record[file_column] or "").strip(), record[text_column]
+                file, reference = (record[file_column] or "").strip(), record[text_column] if text_column else ""
                 if not file or reference is None:
                     raise DistilWhisperError(f"{manifest} line {reader.line_num}: no {file_column if not file else text_column}")
                 rows.append(Row(reader.line_num, file, manifest.parent / file, reference))
@@ -120,11 +133,15 @@ def read_manifest(manifest: str | Path, file_column: str = "file", text_column: 
         raise DistilWhisperError(f"{manifest}: {e}") from None
     if not rows:
         raise DistilWhisperError(f"{manifest} has a header but no rows")
-    absent = [row for row in rows if not row.path.is_file()]
-    if absent:
-        more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
-        raise DistilWhisperError(f"{manifest} line {absent[0].line}: audio file not found: {absent[0].path}{more}")
     return rows
+
+
+def text_normalizer(model_dir: Path, language: str | None) -> tuple[str, Callable[[str], str]]:
+    """("english", Whisper's English normaliser with the checkpoint's spelling map) unless `language` names
+    another language, then ("basic", the basic normaliser): what run_eval.py applies to both sides."""
+    if language is None or language_code(language) == "en":
+        return "english", EnglishTextNormalizer(load_spelling_map(model_dir))
+    return "basic", basic_normalize
 
 
 def corpus_wer(references: list[str], hypotheses: list[str]) -> float | None:
@@ -163,9 +180,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         file_column, text_column = args.columns
         rows = read_manifest(args.manifest, file_column, text_column, args.limit)
-        english = args.language is None or language_code(args.language) == "en"
         model_dir = resolve_model_dir(args.model)
-        normalize = EnglishTextNormalizer(load_spelling_map(model_dir)) if english else basic_normalize
+        normalizer, normalize = text_normalizer(model_dir, args.language)
         transcriber = load_model(model_dir, device=args.device, dtype=args.dtype, compile=args.compile, assistant=args.assistant)
         plan = transcriber.plan(args.options)  # bad options fail before any work
         args.batch_size = args.batch_size or transcriber.default_batch_size
@@ -189,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             print(table_row(score, width), flush=True)
         scores += batch
     summary = summarize(scores, processing)
-    summary |= {"model": str(args.model), "manifest": str(args.manifest), "normalizer": "english" if english else "basic",
+    summary |= {"model": str(args.model), "manifest": str(args.manifest), "normalizer": normalizer,
                 "device": str(transcriber.device), "dtype": str(transcriber.dtype).removeprefix("torch.")}  # fmt: skip
     print(summary_line(summary))
     if args.json is not None:
