@@ -141,18 +141,22 @@ def transformers_generate(model: str, device: str, dtype: torch.dtype, max_new_t
     return run, encode
 
 
-def transformers_pipeline(model: str, device: str, dtype: str, batch_size: int, **generate_kwargs) -> Callable:
-    """`run(audio) -> text` of the ASR pipeline, 15 s chunks, `batch_size` chunks a call, greedy English (its own
-    default would be 5 beams: num_beams is named)."""
+def transformers_pipeline(model: str, device: str, dtype: str, batch_size: int, chunk_length_s: float | None = 15,
+                          return_timestamps: bool | str = False, **generate_kwargs) -> Callable:  # fmt: skip
+    """`run(audio) -> text` of the ASR pipeline, 15 s chunks (None: a short input whole), `batch_size` chunks a call,
+    greedy English (its own default would be 5 beams: num_beams is named), `return_timestamps` as the pipeline takes
+    it (True, "word")."""
     from transformers import pipeline
 
-    pipe = pipeline("automatic-speech-recognition", model=model, chunk_length_s=15, batch_size=batch_size,
-                    device=device, dtype=getattr(torch, dtype))  # fmt: skip
+    chunking = {} if chunk_length_s is None else {"chunk_length_s": chunk_length_s}
+    pipe = pipeline("automatic-speech-recognition", model=model, batch_size=batch_size, device=device,
+                    dtype=getattr(torch, dtype), **chunking)  # fmt: skip
     options = {"language": "en", "task": "transcribe", "num_beams": 1} | generate_kwargs
+    timestamps = {"return_timestamps": return_timestamps} if return_timestamps else {}
 
     def run(audio) -> str:
         audio = audio if isinstance(audio, str) else {"raw": audio, "sampling_rate": 16000}
-        return pipe(audio, generate_kwargs=options)["text"]
+        return pipe(audio, generate_kwargs=options, **timestamps)["text"]
 
     return run
 

@@ -9,6 +9,11 @@ timestamps. Per file it takes the median of
     python bench/short_form.py --json bench/out/short.json
     python bench/short_form.py --initial-prompt "Dashwood, Norland."  # every engine reads the same previous text
     python bench/short_form.py --num-beams 5          # what the pipeline, openai/whisper and faster-whisper default to
+    python bench/short_form.py --word-timestamps      # the cost of word times: ours and the pipeline's, with and without
+
+With --word-timestamps the engines decode with timestamps, each once without word times and once with them (ours:
+word_timestamps=True; transformers: its ASR pipeline, unchunked, return_timestamps=True vs "word"), and the report
+adds what the words cost over the same decoding without them; "tokens" are then the transcript's words.
 
 Prints a table and, last, one JSON line. faster-whisper needs a CTranslate2 copy of the checkpoint; it is
 converted once into bench/out/ (ct2-transformers-converter) when faster-whisper is installed.
@@ -21,10 +26,13 @@ from pathlib import Path
 
 import torch
 
-from common import SHARED, Clock, emit, faster_whisper, ours, peak_rss_mib, run_child, transformers_generate, versions
+from common import (SHARED, Clock, emit, faster_whisper, ours, peak_rss_mib, run_child, transformers_generate,
+                    transformers_pipeline, versions)  # fmt: skip
 
 # distilwhisper-compiled: load_model(..., compile=True); its first call per file shape compiles (see "first s").
 ENGINES = ["distilwhisper", "distilwhisper-compiled", "transformers", "faster-whisper"]
+# --word-timestamps: timestamps without and with word times, ours and the pipeline's (+words: with them).
+WORD_ENGINES = ["distilwhisper", "distilwhisper+words", "transformers-pipeline", "transformers-pipeline+words"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,14 +44,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--initial-prompt", default=None, help="previous text for every engine (default: none)")
     parser.add_argument("--num-beams", type=int, default=1, help="beam search for every engine (faster-whisper: beam_size)")
-    parser.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
+    parser.add_argument("--word-timestamps", action="store_true", help="time word timestamps' cost (engines: WORD_ENGINES)")
+    parser.add_argument("--engines", nargs="+", default=None, choices=ENGINES + WORD_ENGINES[1:])
     parser.add_argument("--json", default=None, help="also write the JSON here")
-    parser.add_argument("--child", default=None, choices=ENGINES, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    parser.add_argument("--child", default=None, choices=ENGINES + WORD_ENGINES[1:], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.engines = args.engines or (WORD_ENGINES if args.word_timestamps else ENGINES)
+    return args
 
 
 def engine(args: argparse.Namespace):
-    """`run(samples) -> tokens decoded` for the engine `args.child`."""
+    """`run(samples) -> tokens decoded` (with --word-timestamps: words in the transcript) for the engine `args.child`."""
+    words = args.child.endswith("+words")
+    if args.word_timestamps and args.child.startswith("distilwhisper"):
+        transcribe = ours(args.model, language="en", max_new_tokens=args.max_new_tokens, initial_prompt=args.initial_prompt,
+                          return_timestamps=True, word_timestamps=words, num_beams=args.num_beams)  # fmt: skip
+        return lambda samples: len(transcribe(samples).text.split())
+    if args.word_timestamps:
+        pipe = transformers_pipeline(args.model, "cpu", "float32", batch_size=1, chunk_length_s=None,
+                                     return_timestamps="word" if words else True, max_new_tokens=args.max_new_tokens,
+                                     num_beams=args.num_beams)  # fmt: skip
+        return lambda samples: len(pipe(samples).split())
     if args.child.startswith("distilwhisper"):
         transcribe = ours(args.model, compile=args.child == "distilwhisper-compiled", language="en",
                           max_new_tokens=args.max_new_tokens, initial_prompt=args.initial_prompt, num_beams=args.num_beams)  # fmt: skip
@@ -95,13 +116,18 @@ def run(args: argparse.Namespace) -> dict:
     passthrough = ["--model", args.model, "--runs", str(args.runs), "--max-new-tokens", str(args.max_new_tokens),
                    "--threads", str(args.threads), "--num-beams", str(args.num_beams), "--audio", *args.audio]  # fmt: skip
     passthrough += [] if args.initial_prompt is None else ["--initial-prompt", args.initial_prompt]
+    passthrough += ["--word-timestamps"] if args.word_timestamps else []
     rows = [summarize(result) for name in args.engines if (result := run_child(__file__, name, passthrough))]
-    baseline = next((r["total_latency_s"] for r in rows if r["engine"] == "transformers"), None)
+    baseline_engine = "transformers-pipeline" if args.word_timestamps else "transformers"
+    baseline = next((r["total_latency_s"] for r in rows if r["engine"] == baseline_engine), None)
     for row in rows:
         row["speedup_vs_transformers"] = baseline / row["total_latency_s"] if baseline else None
+    totals = {r["engine"]: r["total_latency_s"] for r in rows}
+    word_cost = {name: totals[f"{name}+words"] / totals[name] - 1 for name in totals if f"{name}+words" in totals}
     return {"benchmark": "short_form", "device": "cpu", "dtype": "float32", "threads": args.threads,
             "model": args.model, "files": len(args.audio), "runs": args.runs, "initial_prompt": args.initial_prompt,
-            "num_beams": args.num_beams, "versions": versions(), "results": rows}  # fmt: skip
+            "num_beams": args.num_beams, "word_timestamps": args.word_timestamps, "word_timestamps_cost": word_cost,
+            "versions": versions(), "results": rows}  # fmt: skip
 
 
 def main() -> None:
@@ -116,12 +142,14 @@ def main() -> None:
     report = run(args)
     print(f"{report['files']} files, {args.runs} timed runs each (median), CPU fp32, "
           f"{args.threads} threads, model {Path(args.model).name}, initial prompt {args.initial_prompt!r}, "
-          f"{args.num_beams} beam(s)")  # fmt: skip
+          f"{args.num_beams} beam(s)" + (", timestamps on" if args.word_timestamps else ""))  # fmt: skip
     print(f"{'engine':<24}{'median s':>10}{'total s':>10}{'RTF':>8}{'tok/s':>8}{'peak MiB':>10}{'load s':>8}{'first s':>9}{'vs HF':>8}")
     for r in report["results"]:
         speedup = f"{r['speedup_vs_transformers']:.2f}x" if r["speedup_vs_transformers"] else "-"
         print(f"{r['engine']:<24}{r['median_latency_s']:>10.3f}{r['total_latency_s']:>10.2f}{r['rtf']:>8.3f}"
               f"{r['tokens_per_s']:>8.1f}{r['peak_rss_mib']:>10.0f}{r['load_s']:>8.2f}{r['first_call_s']:>9.2f}{speedup:>8}")  # fmt: skip
+    for name, cost in report["word_timestamps_cost"].items():
+        print(f"word timestamps cost {name}: {cost:+.1%} over the same decoding without them")
     emit(report, args.json)
 
 

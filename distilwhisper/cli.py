@@ -25,7 +25,8 @@ from .inputs import open_audio
 from .longform import DEFAULT_CHUNK_LENGTH
 from .options import transcribe_options
 from .plan import DecodePlan
-from .transcribe import Progress, Segment, Transcriber, Transcription, load_model
+from .subtitles import CueLayout, clock, subtitles
+from .transcribe import Progress, Transcriber, Transcription, load_model
 from .version import __version__
 from .weights import MODEL_NAMES
 
@@ -51,6 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timestamps", action="store_true",
                         help="decode with Whisper's timestamps: txt prints one '[start --> end] text' line per "
                              "segment, json adds the segments (start, end, text) (default: off)")
+    parser.add_argument("--word-timestamps", action="store_true",
+                        help="time every word from the model's alignment heads (as transformers' "
+                             "return_timestamps='word'; turns --timestamps on): json adds the words (start, end, text), "
+                             "srt and vtt cut their cues at words; txt is unchanged (default: off)")
+    parser.add_argument("--max-line-width", type=int, default=None, metavar="N",
+                        help="with --word-timestamps, srt and vtt lines of at most N characters, wrapped at words "
+                             "(default: a line per cue)")
+    parser.add_argument("--max-line-count", type=int, default=None, metavar="N",
+                        help="with --word-timestamps and --max-line-width, cues of at most N lines, cut at words "
+                             "across segments and at pauses over 3 s (default: a cue per segment)")
+    parser.add_argument("--highlight-words", action="store_true",
+                        help="with --word-timestamps, srt and vtt underline each word as it is spoken: a cue per "
+                             "word (default: off)")
     parser.add_argument("--output-format", default="txt", choices=FORMATS,
                         help="txt: the text; json: an object with file and Transcription.to_dict()'s fields: "
                              f"{', '.join(f.name for f in fields(Transcription))} (acceptance_rate: null without "
@@ -115,7 +129,14 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.timestamps = args.timestamps or args.output_format in SUBTITLES
+    args.timestamps = args.timestamps or args.output_format in SUBTITLES  # words turn timestamps on in the options
+    for flag in ("max_line_width", "max_line_count", "highlight_words"):
+        value = getattr(args, flag)
+        if value not in (None, False) and not args.word_timestamps:
+            parser.error(f"--{flag.replace('_', '-')} cuts cues at words: it needs --word-timestamps")
+        if value is not None and not isinstance(value, bool) and value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    args.layout = CueLayout(args.max_line_width, args.max_line_count, args.highlight_words)
     check_transcription_options(parser, args)
     # Only printed output needs the name: JSON carries "file", and an output file holds one transcript.
     wanted = len(args.audio) > 1 if args.with_filename is None else args.with_filename
@@ -131,7 +152,7 @@ def check_transcription_options(parser: argparse.ArgumentParser, args: argparse.
         args.options = transcribe_options(
             language=args.language, task=args.task, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
             chunk_length=args.chunk_length, return_timestamps=getattr(args, "timestamps", False),
-            initial_prompt=args.initial_prompt, **beams,
+            initial_prompt=args.initial_prompt, word_timestamps=getattr(args, "word_timestamps", False), **beams,
         )  # fmt: skip
     except DistilWhisperError as e:
         parser.error(flag_names(str(e), args))
@@ -144,32 +165,16 @@ def flag_names(message: str, args: argparse.Namespace) -> str:
     return f"--{name.replace('_', '-')}{sep}{rest}" if sep and name in vars(args) else message
 
 
-def render(result: Transcription, source: str, output_format: str, timestamps: bool = False) -> str:
-    """One input's output, without the final newline. Whisper's leading space is dropped from every text."""
+def render(result: Transcription, source: str, output_format: str, timestamps: bool = False, layout: CueLayout = CueLayout()) -> str:
+    """One input's output, without the final newline. Whisper's leading space is dropped from every text. Subtitles
+    are cut at words when the result has words (`layout`)."""
     if output_format == "json":
         return json.dumps({"file": source} | result.to_dict() | {"text": result.text.strip()}, ensure_ascii=False)
     if output_format in SUBTITLES:
-        return subtitles(result.segments, output_format)
+        return subtitles(result.segments, output_format, result.words, layout)
     if timestamps:
         return "\n".join(f"[{clock(s.start)} --> {clock(s.end)}] {s.text.strip()}" for s in result.segments)
     return result.text.strip()
-
-
-def subtitles(segments: list[Segment], output_format: str) -> str:
-    """SubRip (numbered cues, 00:00:01,500) or WebVTT (a header, 00:00:01.500); a segment without text has no cue."""
-    marker = "," if output_format == "srt" else "."
-    cues = [f"{clock(s.start, marker)} --> {clock(s.end, marker)}\n{s.text.strip()}" for s in segments if s.text.strip()]
-    if output_format == "srt":
-        return "\n\n".join(f"{n}\n{cue}" for n, cue in enumerate(cues, 1))
-    return "\n\n".join(["WEBVTT", *cues])
-
-
-def clock(seconds: float, marker: str = ".") -> str:
-    """hh:mm:ss.mmm (the millisecond marker is "," in SubRip)."""
-    milliseconds = round(seconds * 1000)
-    hours, rest = divmod(milliseconds, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}{marker}{rest % 1000:03d}"
 
 
 def with_filename(output: str, source: str, args: argparse.Namespace) -> str:
@@ -308,7 +313,7 @@ def transcribe_batch(transcriber: Transcriber, plan: DecodePlan, sources: list[s
 
 def emit(result: Transcription, source: str, args: argparse.Namespace) -> bool:
     """Print `result`, or write it into --output-dir; False (and one line on stderr) when that fails."""
-    output = render(result, input_name(source), args.output_format, args.timestamps)
+    output = render(result, input_name(source), args.output_format, args.timestamps, args.layout)
     if args.output_dir is None:
         # A blank line parts one file's last cue from the next file's header, as it parts cues.
         end = "\n\n" if args.output_format in SUBTITLES and len(args.audio) > 1 else "\n"

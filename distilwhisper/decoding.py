@@ -6,13 +6,15 @@ one by one and composed in a list. The loop itself reads like the algorithm: pre
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .audio import TIME_PRECISION
 from .model import Whisper
 
 
@@ -129,6 +131,8 @@ class WindowResult:
     language: str | None = None
     proposed: int = 0  # speculative decoding: draft tokens proposed
     accepted: int = 0  # and of those, the ones the main model agreed with
+    # With word timing: when each of `tokens` was spoken, in seconds from the window's start (alignment.py).
+    token_times: list[float] = field(default_factory=list)
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -222,6 +226,12 @@ def finished_segments(tokens: list[int], timestamp_begin: int) -> tuple[list[int
     return tokens[: pairs[-1] + 1], tokens[pairs[-1] - 1] - timestamp_begin
 
 
+# Word timing for a pass: (the windows decoded, their results, where the pass started in log-mel frames) -> each
+# window's token times in seconds from the pass's start, one per generated token (alignment.pass_times); the
+# decoder's caches still hold the pass's audio.
+Align = Callable[[list[int], list[WindowResult], list[int]], list[np.ndarray]]
+
+
 @torch.inference_mode()
 def decode_in_passes(
     decode: Callable[[list[list[int]]], list[WindowResult]],
@@ -230,6 +240,7 @@ def decode_in_passes(
     first: list[WindowResult],
     prompts: list[list[int]],
     timestamp_begin: int,
+    align: Align | None = None,
 ) -> list[WindowResult]:
     """Decoding of (batch, n_mels, 3000) log-mel windows with timestamp tokens, in passes as transformers'
     generate(return_timestamps=True) runs them: `first` is the first pass's results (`decode(prompts)` with
@@ -241,6 +252,9 @@ def decode_in_passes(
     passes' kept tokens, one after the other. A pass whose last segment starts at 0.00 s would start the same
     pass again forever; there, the window ends. `no_speech_prob`, `avg_logprob` and the language are the first
     pass's; `truncated` is set when any pass hit the token limit; the draft tokens count every pass.
+
+    With `align`, each pass's token times are taken before the next pass replaces the audio, and each kept token's
+    time is offset by where its pass started, in float32 as generate() adds them.
     """
     frames = mel.shape[-1]
     results = [replace(r, tokens=[], truncated=False, proposed=0, accepted=0) for r in first]
@@ -248,11 +262,14 @@ def decode_in_passes(
     rows, decoded = list(range(len(first))), first
     while rows:
         unfinished = []
-        for row, result in zip(rows, decoded):
+        times = align(rows, decoded, [seek[r] for r in rows]) if align is not None else [np.zeros(0)] * len(rows)
+        for row, result, pass_times in zip(rows, decoded, times):
             kept, resume = finished_segments(result.tokens, timestamp_begin)
             done = results[row]
+            offset = np.float32(seek[row] * TIME_PRECISION / 2)  # 2 log-mel frames per 0.02 s step
             results[row] = replace(done, tokens=done.tokens + kept, truncated=done.truncated or result.truncated,
-                                   proposed=done.proposed + result.proposed, accepted=done.accepted + result.accepted)  # fmt: skip
+                                   proposed=done.proposed + result.proposed, accepted=done.accepted + result.accepted,
+                                   token_times=done.token_times + (pass_times[: len(kept)] + offset).tolist())  # fmt: skip
             seek[row] += 2 * (resume or 0)  # 2 log-mel frames per timestamp step
             if resume and seek[row] < frames:
                 unfinished.append(row)

@@ -18,7 +18,7 @@ This module is plain arithmetic on sample counts and token lists: it decodes not
 
 import numbers
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,6 +29,8 @@ DEFAULT_CHUNK_LENGTH = 15.0  # seconds: Distil-Whisper's recommendation for its 
 # Every chunk costs a whole 30 s window, so one shorter than a second (less than a word) would only make a decode
 # endless: a 1-sample chunk would take hours for a minute of audio.
 MIN_CHUNK_LENGTH = 1.0
+# A text token's (start, end) in seconds from the start of the audio, with word timing.
+TokenTime = tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -160,25 +162,36 @@ def stitch(sequences: list[list[int]]) -> list[int]:
     When the next chunk is longer than the tail, "tucked under by i" can exceed the tail's length;
     the overlap is then the whole tail, and the score still divides by i.
     """
-    pieces = [s for s in sequences if s]
+    # Times that are all equal never stop two tokens agreeing: `stitch_timed` then looks at tokens alone.
+    return stitch_timed(sequences, [[(0.0, 0.0)] * len(s) for s in sequences])[0]
+
+
+def stitch_timed(sequences: list[list[int]], times: list[list[TokenTime]]) -> tuple[list[int], list[TokenTime]]:
+    """`stitch` for tokens that each have a (start, end) time (`times`, one list per sequence): two tokens agree only
+    when they are equal and the left one's time is not later than the right one's (tuple order), as the pipeline
+    merges with word timestamps; the times are cut where the tokens are."""
+    pieces = [(s, t) for s, t in zip(sequences, times) if s]
     if not pieces:
-        return []
-    merged, tail = [], pieces[0]
-    for following in pieces[1:]:
-        keep, resume = overlap_cut(tail, following)
-        merged += tail[:keep]
-        tail = following[resume:]
-    return merged + tail
+        return [], []
+    merged: list[int] = []
+    merged_times: list[TokenTime] = []
+    tail, tail_times = pieces[0]
+    for following, following_times in pieces[1:]:
+        keep, resume = overlap_cut(tail, following, tail_times, following_times)
+        merged, merged_times = merged + tail[:keep], merged_times + tail_times[:keep]
+        tail, tail_times = following[resume:], following_times[resume:]
+    return merged + tail, merged_times + tail_times
 
 
-def overlap_cut(left: list[int], right: list[int]) -> tuple[int, int]:
-    """For `stitch`: keep left[:keep], then continue with right[resume:]."""
+def overlap_cut(left: list[int], right: list[int], left_times: list[TokenTime], right_times: list[TokenTime]) -> tuple[int, int]:
+    """For `stitch_timed`: keep left[:keep], then continue with right[resume:]."""
     best_score, cut = 0.0, (len(left), 0)  # no overlap found: join them whole
     for tucked in range(1, len(left) + len(right)):
         # right[0] lies under left[len(left) - tucked]; the overlap is where both have tokens
         left_start, left_stop = max(0, len(left) - tucked), min(len(left), len(left) + len(right) - tucked)
         right_start, right_stop = max(0, tucked - len(left)), min(len(right), tucked)
-        agree = sum(a == b for a, b in zip(left[left_start:left_stop], right[right_start:right_stop]))
+        agree = sum(a == b and at <= bt for a, b, at, bt in zip(left[left_start:left_stop], right[right_start:right_stop],
+                                                                left_times[left_start:left_stop], right_times[right_start:right_stop]))  # fmt: skip
         score = agree / tucked + tucked / 10000.0
         if agree > 1 and score > best_score:
             best_score = score
@@ -193,11 +206,13 @@ class Span:
     start: float
     end: float
     tokens: list[int]
+    times: list[TokenTime] = field(default_factory=list)  # with word timing: each token's (start, end)
 
 
 def stitch_with_timestamps(
-    pieces: list[tuple[list[int], Chunk]], timestamp_begin: int, eot: int, audio_end: float
-) -> list[Span]:
+    pieces: list[tuple[list[int], Chunk]], timestamp_begin: int, eot: int, audio_end: float,
+    token_times: list[list[float]] | None = None,
+) -> list[Span]:  # fmt: skip
     """Segments with absolute times from the chunks' tokens (timestamps among them): the pipeline's merge
     (transformers' Whisper tokenizer, `_decode_asr` with return_timestamps=True).
 
@@ -234,23 +249,34 @@ def stitch_with_timestamps(
 
     Times are added up and rounded exactly as the pipeline does, so they are equal to the last bit.
     Tokens between `eot` and `timestamp_begin` (other special tokens) are ignored.
+
+    With word timing (`token_times`: one time per token of each piece, seconds from the chunk's start), a text token
+    runs from the time of the token before it (timestamps count; the chunk's start for its first) to its own, and
+    a segment's text is merged by `stitch_timed`, as the pipeline does with return_timestamps="word".
     """
     spans: list[Span] = []
     start: float | None = None  # where the open segment started, once known
     pending: list[list[int]] = []  # the open segment's text from earlier chunks, one list per chunk
+    pending_times: list[list[TokenTime]] = []  # and with word timing, their tokens' times
     skip_partner = False
     offset = 0.0  # seconds from the audio's start to the current chunk's, summed as the pipeline sums it
-    for tokens, chunk in pieces:
+    for piece, (tokens, chunk) in enumerate(pieces):
         length, left, right = (chunk.stop - chunk.start) / SAMPLE_RATE, chunk.left / SAMPLE_RATE, chunk.right / SAMPLE_RATE
         offset -= left
         left_stride_end = timestamp_begin + left / TIME_PRECISION  # timestamp tokens below it lie in the left stride
         skip_from = right_stride_skip(tokens, timestamp_begin, length - right) if right else None
         text: list[int] = []
+        text_times: list[TokenTime] = []
         latest = before_latest = 0.0  # this pass's last two timestamps, in seconds from its start
         passes = 0.0  # where this pass starts, in seconds from the chunk's start
         for i, token in enumerate(tokens):
             if token < eot:
                 text.append(token)
+                if token_times is None:  # times all equal: they never stop two tokens agreeing in `stitch_timed`
+                    text_times.append((0.0, 0.0))
+                else:
+                    times = token_times[piece]
+                    text_times.append((round((times[i - 1] if i else 0.0) + offset, 2), round(times[i] + offset, 2)))
             elif token >= timestamp_begin:
                 seconds = (token - timestamp_begin) * TIME_PRECISION
                 if seconds < latest:  # a new pass
@@ -268,18 +294,19 @@ def stitch_with_timestamps(
                 elif start is None:
                     start = time
                 elif time != start:  # a repeated opening timestamp does not close an empty segment
-                    spans.append(Span(start, time, stitch(pending + [text])))
-                    start, pending, text = None, [], []
+                    spans.append(Span(start, time, *stitch_timed(pending + [text], pending_times + [text_times])))
+                    start, pending, pending_times, text, text_times = None, [], [], [], []
         offset += length - right
         if text:
             pending.append(text)
+            pending_times.append(text_times)
         elif not pending:
             start = None
     if pending:
         if start is None:  # its opening timestamp was skipped
             start = spans[-1].end if spans else 0.0
-        spans.append(Span(start, max(start, audio_end), stitch(pending)))
-    return spans
+        spans.append(Span(start, max(start, audio_end), *stitch_timed(pending, pending_times)))
+    return spans if token_times is not None else [replace(span, times=[]) for span in spans]  # the zeros were a stand-in
 
 
 def right_stride_skip(tokens: list[int], timestamp_begin: int, right_stride_start: float) -> int | None:

@@ -174,11 +174,19 @@ class DecoderLayer(nn.Module):
         self.cross_cache: KVCache | None = None
 
     def forward(self, x: Tensor, input_pos: Tensor, mask: Tensor) -> Tensor:
+        return self.listen(self.read_text(x, input_pos, mask))
+
+    def read_text(self, x: Tensor, input_pos: Tensor, mask: Tensor) -> Tensor:
+        """The first half of the layer: self-attention over the text so far (the cache updated at `input_pos`)."""
         assert self.self_cache is not None and self.cross_cache is not None, "Decoder.forward checks setup_caches ran"
         h = self.self_attn_layer_norm(x)
         k, v = self.self_cache.update(input_pos, *self.self_attn.keys_values(h))
         in_use = mask.shape[-1]  # the cache positions the mask covers (all, or those `filled` says are written)
-        x = x + self.self_attn.attend(h, k[:, :, :in_use], v[:, :, :in_use], mask)
+        return x + self.self_attn.attend(h, k[:, :, :in_use], v[:, :, :in_use], mask)
+
+    def listen(self, x: Tensor) -> Tensor:
+        """The second half: cross-attention over the audio, then the MLP."""
+        assert self.cross_cache is not None, "Decoder.forward checks setup_caches ran"
         h = self.encoder_attn_layer_norm(x)
         beams = len(h) // len(self.cross_cache.k)  # hypotheses per audio (beam search), else 1
         if beams > 1:  # an audio's hypotheses read its keys and values as one longer query, not a copy each
@@ -186,6 +194,16 @@ class DecoderLayer(nn.Module):
         cross = self.encoder_attn.attend(h, self.cross_cache.k, self.cross_cache.v)
         x = x + (cross.unflatten(1, (beams, -1)).flatten(0, 1) if beams > 1 else cross)
         return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+
+    def cross_attention_weights(self, x: Tensor, heads: list[int]) -> Tensor:
+        """(batch, len(heads), time, audio positions): the softmax probabilities of these cross-attention heads for
+        `x`, what `listen` reads (read_text's output). Computed as transformers' eager attention computes them
+        (the query scaled before the product), for word timing (alignment.py); decoding never asks for them."""
+        assert self.cross_cache is not None, "Decoder.forward checks setup_caches ran"
+        attn = self.encoder_attn
+        q = attn.heads(attn.q_proj(self.encoder_attn_layer_norm(x)))[:, heads]
+        scale = q.shape[-1] ** -0.5
+        return ((q * scale) @ self.cross_cache.k[:, heads].transpose(-1, -2)).float().softmax(dim=-1)
 
 
 class Encoder(nn.Module):

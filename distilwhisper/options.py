@@ -25,8 +25,10 @@ class TranscribeOptions:
     no_speech_threshold: a window whose no-speech probability is above it has no text; None keeps every one.
     batch_size: windows decoded together; None: 8 on the CPU, 16 on a GPU.
     chunk_length: seconds per chunk of audio over 30 s (1 to 30).
-    return_timestamps: decode with Whisper's timestamp tokens and give segments.
+    return_timestamps: decode with Whisper's timestamp tokens and give segments; "word", as the ASR pipeline spells
+        it, is word_timestamps=True.
     initial_prompt: text the model reads as the transcript before the audio (names, spellings, style).
+    word_timestamps: give words too, each with its time, from the alignment heads (timestamps turned on).
     num_beams: hypotheses beam search keeps per window (`beam_size` is the same); 1: greedy, the fastest.
     """
 
@@ -38,6 +40,7 @@ class TranscribeOptions:
     chunk_length: float = DEFAULT_CHUNK_LENGTH
     return_timestamps: bool = False
     initial_prompt: str | None = None
+    word_timestamps: bool = False
     num_beams: int = 1
 
     def __post_init__(self) -> None:
@@ -59,8 +62,14 @@ class TranscribeOptions:
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or threshold != threshold):
             raise DistilWhisperError(f"no_speech_threshold must be a probability, or None to keep every transcript, got {threshold!r}")
         chunk_samples(self.chunk_length)
+        if self.return_timestamps == "word":  # the pipeline's spelling; words are timed from timestamp decoding
+            object.__setattr__(self, "word_timestamps", True)
+        if not isinstance(self.word_timestamps, bool):
+            raise DistilWhisperError(f"word_timestamps must be True or False, got {self.word_timestamps!r}")
+        if self.word_timestamps:
+            object.__setattr__(self, "return_timestamps", True)
         if not isinstance(self.return_timestamps, bool):
-            raise DistilWhisperError(f"return_timestamps must be True or False, got {self.return_timestamps!r}")
+            raise DistilWhisperError(f"return_timestamps must be True, False or \"word\", got {self.return_timestamps!r}")
 
 
 OPTION_NAMES = tuple(f.name for f in fields(TranscribeOptions))

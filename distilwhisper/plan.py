@@ -8,6 +8,7 @@ in the language's place (`DecodePlan.prompt`).
 
 from dataclasses import dataclass
 
+from .alignment import Alignment
 from .beam_search import BeamSearch
 from .decoding import Decoding, Rule, SuppressAtBegin, SuppressTokens, TimestampRules
 from .errors import DistilWhisperError
@@ -31,6 +32,7 @@ class DecodePlan:
     decoding: Decoding
     timestamp_begin: int | None  # <|0.00|> when decoding with timestamps, else None
     no_speech_threshold: float | None
+    alignment: Alignment | None = None  # with word timing: the checkpoint's alignment heads
     beams: BeamSearch | None = None  # None: greedy
 
     @property
@@ -92,8 +94,25 @@ def make_plan(options: TranscribeOptions, tokenizer: Tokenizer, defaults: Genera
         tuple(head), language_token, tuple(tail), language, detect_from,
         Decoding(tokenizer.eot, max_new_tokens, tuple(rules), tokenizer.no_speech, sot_index=len(head) - 1),
         tokenizer.timestamp_begin if options.return_timestamps else None, options.no_speech_threshold,
+        alignment_of(defaults, dims) if options.word_timestamps else None,
         BeamSearch(options.num_beams, defaults.length_penalty, defaults.early_stopping) if options.num_beams > 1 else None,
     )  # fmt: skip
+
+
+def alignment_of(defaults: GenerationDefaults, dims: ModelDims) -> Alignment:
+    """The checkpoint's alignment heads for word timing; refused in one line when it names none, or heads its decoder
+    does not have."""
+    if not defaults.alignment_heads:
+        raise DistilWhisperError(
+            "word_timestamps needs the checkpoint's alignment_heads (generation_config.json), and this checkpoint has none"
+        )
+    for layer, head in defaults.alignment_heads:
+        if layer >= dims.decoder_layers or head >= dims.decoder_heads:
+            raise DistilWhisperError(
+                f"alignment_heads names head {head} of decoder layer {layer}, but the decoder has {dims.decoder_layers} "
+                f"layers of {dims.decoder_heads} heads"
+            )
+    return Alignment(defaults.alignment_heads, defaults.median_filter_width)
 
 
 def language_and_task(

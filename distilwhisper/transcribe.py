@@ -34,6 +34,7 @@ from .speculative import Assistant, load_assistant
 from .tokenizer import Tokenizer, load_tokenizer
 from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
 from .windows import Engine, decode_windows
+from .words import Word, words_of
 
 # transcribe(progress=...): called as progress(chunks_done, chunks_total or None, audio_seconds_done)
 Progress = Callable[[int, int | None, float], None]
@@ -63,6 +64,7 @@ class Transcription:
     # over its chunks); None without one, or when it proposed nothing.
     acceptance_rate: float | None = None
     segments: list[Segment] = field(default_factory=list)  # with return_timestamps=True only; text is theirs joined
+    words: list[Word] = field(default_factory=list)  # with word_timestamps=True only: the segments' words, timed
 
     def to_dict(self) -> dict:
         """The fields as plain JSON types: what the CLI's JSON output holds, besides "file"."""
@@ -167,6 +169,10 @@ class Transcriber:
 
         `initial_prompt`: text the model reads as the transcript before the audio (names, spellings, style), for
         every input and every chunk of a long one: transformers' generate(prompt_ids=get_prompt_ids(text)).
+
+        `word_timestamps=True` (or `return_timestamps="word"`, the pipeline's spelling) decodes with timestamps and
+        fills `words` too: Word(start, end, text), timed from the checkpoint's alignment heads, as the ASR pipeline's
+        `chunks` with return_timestamps="word" (docs/words.md).
         """
         opts = transcribe_options(*args, **options)
         plan = self.plan(opts)  # before any input is read
@@ -216,7 +222,7 @@ class Transcriber:
         try:
             # Tensors stay where they came from (a CUDA tensor may sit beside a file's samples): one device here.
             waveforms = torch.stack([pad_or_trim(s).to(self.device) for s in sources])
-            windows = self.decode(waveforms, plan)
+            windows = self.decode(waveforms, plan, [len(s) for s in sources])
             return [self.transcription([w], [Chunk.whole(len(s))], plan) for w, s in zip(windows, sources)]
         except Exception as e:  # noqa: BLE001 - decoded alone, only the culprit fails
             if len(sources) == 1:
@@ -243,27 +249,31 @@ class Transcriber:
         windows: list[WindowResult] = []
         chunks: list[Chunk] = []
         while batch := list(itertools.islice(pieces, batch_size)):
-            windows += self.decode(torch.stack([w for _, w in batch]), plan)
+            windows += self.decode(torch.stack([w for _, w in batch]), plan, [c.stop - c.start for c, _ in batch])
             chunks += [chunk for chunk, _ in batch]
             if progress:
                 progress(len(chunks), total, chunks[-1].stop / SAMPLE_RATE)
         return self.transcription(windows, chunks, plan)
 
-    def decode(self, waveforms: torch.Tensor, plan: DecodePlan) -> list[WindowResult]:
+    def decode(self, waveforms: torch.Tensor, plan: DecodePlan, lengths: list[int] | None = None) -> list[WindowResult]:
         with self.lock:
-            return decode_windows(self.engine, plan, waveforms)
+            return decode_windows(self.engine, plan, waveforms, lengths)
 
     def transcription(self, windows: list[WindowResult], chunks: list[Chunk], plan: DecodePlan) -> Transcription:
         """An input's Transcription from its windows, each with the chunk of the input it heard (a short input: one
         window, heard whole). Over several chunks: the tokens stitched where the overlaps agree, the mean of their
         avg_logprobs and acceptance rates, the lowest no-speech probability (the input is silent only if every
         chunk is), truncated when any chunk was, and the language most chunks were decoded in."""
+        words: list[Word] = []
         if plan.timestamp_begin is not None:
             audio_end = round(chunks[-1].stop / SAMPLE_RATE, 2)
+            timed = [w.token_times for w in windows] if plan.alignment is not None else None
             spans = stitch_with_timestamps([(w.tokens, c) for w, c in zip(windows, chunks)], plan.timestamp_begin,
-                                           plan.decoding.eot, audio_end)  # fmt: skip
+                                           plan.decoding.eot, audio_end, timed)  # fmt: skip
             segments = [Segment(s.start, s.end, self.tokenizer.decode(s.tokens)) for s in spans]
             text, tokens = "".join(s.text for s in segments), [t for s in spans for t in s.tokens]
+            if timed is not None:
+                words = [word for s in spans for word in words_of(self.tokenizer, s.tokens, s.times)]
         else:
             tokens = stitch([[t for t in w.tokens if t < plan.decoding.eot] for w in windows])  # text tokens only
             text, segments = self.tokenizer.decode(tokens), []
@@ -276,6 +286,7 @@ class Transcriber:
             truncated=any(w.truncated for w in windows),
             acceptance_rate=sum(rates) / len(rates) if rates else None,
             segments=segments,
+            words=words,
         )  # fmt: skip
 
 

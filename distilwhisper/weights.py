@@ -88,6 +88,10 @@ class GenerationDefaults:
     language_tokens: tuple[int, ...] = ()  # lang_to_id's ids: the languages detection chooses from
     # With timestamps, how late the first one may be, in 0.02 s steps (50 in openai's checkpoints; None: any).
     max_initial_timestamp_index: int | None = None
+    # Word timing: the cross-attention heads that follow the audio, (decoder layer, head), and the width of the
+    # median filter over their weights (config.json's median_filter_width, the model config's, as transformers reads it).
+    alignment_heads: tuple[tuple[int, int], ...] = ()
+    median_filter_width: int = 7
     # Beam search's scoring of finished hypotheses and when it stops, as transformers reads them (its defaults).
     length_penalty: float = 1.0
     early_stopping: bool | str = False  # True, False or "never"
@@ -163,6 +167,7 @@ def load_generation_defaults(model_dir: str | os.PathLike) -> GenerationDefaults
     n_vocab = load_dims(model_dir).n_vocab
     config_path = model_dir / "config.json"
     config = read_json(config_path)
+    median_filter_width = config.get("median_filter_width", 7)
     source = dict.fromkeys(config, config_path)  # the file each field comes from, for messages
     generation_path = model_dir / "generation_config.json"
     if generation_path.is_file():
@@ -170,6 +175,8 @@ def load_generation_defaults(model_dir: str | os.PathLike) -> GenerationDefaults
         config |= generation
         source |= dict.fromkeys(generation, generation_path)
     _check_generation_fields(config, source, n_vocab)
+    if not (is_whole_number(median_filter_width) and median_filter_width > 0):
+        raise DistilWhisperError(f"{config_path}: median_filter_width must be a positive integer, got {json.dumps(median_filter_width):.40}")
     return GenerationDefaults(
         suppress_tokens=tuple(config.get("suppress_tokens") or ()),
         begin_suppress_tokens=tuple(config.get("begin_suppress_tokens") or ()),
@@ -180,6 +187,8 @@ def load_generation_defaults(model_dir: str | os.PathLike) -> GenerationDefaults
         is_multilingual=config.get("is_multilingual"),
         language_tokens=tuple(sorted((config.get("lang_to_id") or {}).values())),
         max_initial_timestamp_index=config.get("max_initial_timestamp_index"),
+        alignment_heads=tuple((layer, head) for layer, head in config.get("alignment_heads") or ()),
+        median_filter_width=median_filter_width,
         length_penalty=config.get("length_penalty", 1.0),
         early_stopping=config.get("early_stopping", False),
     )
@@ -214,8 +223,14 @@ def _check_generation_fields(config: dict, source: dict[str, Path], n_vocab: int
     check("language", lambda v: isinstance(v, str), "a string")
     check("task", lambda v: isinstance(v, str), "a string")
     check("is_multilingual", lambda v: isinstance(v, bool), "true or false")
+    check("alignment_heads", lambda v: isinstance(v, list) and all(_is_head(pair) for pair in v),
+          "a list of [decoder layer, head] pairs")  # fmt: skip
     check("length_penalty", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number")
     check("early_stopping", lambda v: isinstance(v, bool) or v == "never", 'true, false or "never"')
+
+
+def _is_head(pair) -> bool:
+    return isinstance(pair, list) and len(pair) == 2 and all(is_whole_number(i) and i >= 0 for i in pair)
 
 
 def _is_forced_pair(pair) -> bool:

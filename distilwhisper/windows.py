@@ -9,10 +9,12 @@ Short inputs are one window each; long ones are cut into chunks, each a window (
 from dataclasses import dataclass, replace
 from functools import partial
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .audio import log_mel_spectrogram
+from .alignment import pass_times
+from .audio import HOP_LENGTH, log_mel_spectrogram
 from .beam_search import BeamSearch, beam_search
 from .compiled import Steps, eager_steps, pad_to_bucket
 from .decoding import Decoding, WindowResult, decode_in_passes, detect_language, greedy_decode
@@ -55,10 +57,11 @@ class Engine:
 
 
 @torch.inference_mode()
-def decode_windows(engine: Engine, plan: DecodePlan, waveforms: Tensor) -> list[WindowResult]:
+def decode_windows(engine: Engine, plan: DecodePlan, waveforms: Tensor, lengths: list[int] | None = None) -> list[WindowResult]:
     """(batch, N_SAMPLES) samples -> each window's result: its generated tokens (timestamps among them when the plan
     asks for them), the language it was decoded in (detected per window when the plan has none), and no tokens at
-    all for a window the silence rule finds silent."""
+    all for a window the silence rule finds silent. With word timing, `lengths` are the samples of real audio in
+    each window (the rest is padding), and each token's time is in `token_times`."""
     model, batch = engine.model, len(waveforms)
     device, dtype = model.decoder.embed_tokens.weight.device, model.decoder.embed_tokens.weight.dtype
     waveforms = pad_to_bucket(waveforms.to(device), engine.steps)  # the padding is decoded, then dropped
@@ -70,8 +73,12 @@ def decode_windows(engine: Engine, plan: DecodePlan, waveforms: Tensor) -> list[
     prompts = [plan.prompt(token) for token in detected]
     results = engine.decode(prompts, plan.decoding, plan.beams)
     if plan.timestamp_begin is not None:
-        results = decode_in_passes(partial(engine.decode, decoding=plan.decoding, beams=plan.beams), engine.prepare, mel, results, prompts,
-                                   plan.timestamp_begin)  # fmt: skip
+        align = None
+        if plan.alignment is not None:
+            frames = [-(-n // HOP_LENGTH) for n in (lengths or [waveforms.shape[1]] * batch)]  # as the mask counts them
+            align = partial(align_pass, model, plan, prompts, frames)
+        results = decode_in_passes(partial(engine.decode, decoding=plan.decoding, beams=plan.beams), engine.prepare, mel,
+                                   results, prompts, plan.timestamp_begin, align)  # fmt: skip
     languages = [plan.language if token is None else plan.detect_from[token] for token in detected]
     return [silence_rule(r, language, plan.no_speech_threshold) for r, language in zip(results[:batch], languages)]
 
@@ -79,4 +86,17 @@ def decode_windows(engine: Engine, plan: DecodePlan, waveforms: Tensor) -> list[
 def silence_rule(result: WindowResult, language: str | None, threshold: float | None) -> WindowResult:
     """The window's result in its language; no text where its no-speech probability is above `threshold`."""
     silent = threshold is not None and result.no_speech_prob > threshold
-    return replace(result, tokens=[] if silent else result.tokens, truncated=result.truncated and not silent, language=language)
+    return replace(result, tokens=[] if silent else result.tokens, truncated=result.truncated and not silent, language=language,
+                   token_times=[] if silent else result.token_times)
+
+
+def align_pass(model: Whisper, plan: DecodePlan, prompts: list[list[int]], frames: list[int], rows: list[int],
+               results: list[WindowResult], seek: list[int]) -> list[np.ndarray]:  # fmt: skip
+    """`decoding.Align` for a batch of windows with `frames` log-mel frames of real audio each: the token times of
+    one pass over `rows` (a compiled batch's padding rows, the last ones, get none)."""
+    eot, real = plan.decoding.eot, [k for k, row in enumerate(rows) if row < len(frames)]
+    assert plan.alignment is not None and real == list(range(len(real))), "the padding rows come last"
+    fed = [prompts[rows[k]] + results[k].tokens + ([] if results[k].truncated else [eot]) for k in real]
+    times = pass_times(model.decoder, plan.alignment, fed, [frames[rows[k]] - seek[k] for k in real],
+                       len(prompts[0]), eot) if real else []  # fmt: skip
+    return times + [np.zeros(0, np.float32)] * (len(rows) - len(real))

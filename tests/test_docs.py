@@ -39,7 +39,7 @@ def test_the_readme_example_runs():
 
 
 @needs_shared
-@pytest.mark.parametrize("page", ["docs/api.md", "docs/speculative.md"])
+@pytest.mark.parametrize("page", ["docs/api.md", "docs/speculative.md", "docs/words.md"])
 def test_the_docs_examples_run(page):
     """Each page's examples one after the other, as a reader would paste them."""
     import numpy as np

@@ -11,9 +11,9 @@ from helpers import ROOT
 PACKAGE = ROOT / "distilwhisper"
 # Bottom to top: each module may import only those before it.
 LAYERS = [
-    "errors", "version", "languages", "devices", "audio", "model", "weights", "tokenizer", "longform", "decoding", "beam_search",
-    "speculative", "compiled", "options", "plan", "inputs", "windows", "transcribe", "cli",
-    "evaluate.normalizer", "evaluate.wer", "evaluate", "evaluate.__main__",
+    "errors", "version", "languages", "devices", "audio", "model", "alignment", "weights", "tokenizer", "longform", "words",
+    "decoding", "beam_search", "speculative", "compiled", "options", "plan", "inputs", "windows", "transcribe", "subtitles",
+    "cli", "evaluate.normalizer", "evaluate.wer", "evaluate", "evaluate.__main__",
     "scale.sources", "scale.rows", "scale.job", "scale.store", "scale.replica", "scale.runner", "scale.command", "scale",
     "scale.__main__", "__main__", "__init__",
 ]  # fmt: skip
