@@ -18,6 +18,12 @@ from oracle import save_random_whisper  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download; the hub path is tested on a local cache
 
 
+def pytest_configure(config):
+    # The log names the slowest tests (CI runs the README's command as it is), so the suite's time stays in view.
+    if config.option.durations is None:
+        config.option.durations = 30
+
+
 @pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory):
     """random_checkpoint(seed, config="tiny-4x4", tokenizer=None, **options) -> the folder of a random transformers
