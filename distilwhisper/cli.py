@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .audio import AudioStream
-from .devices import DTYPES
+from .devices import PRECISIONS
 from .errors import DistilWhisperError, first_line
 from .inputs import open_audio
 from .longform import DEFAULT_CHUNK_LENGTH
@@ -93,12 +93,14 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assistant", default=None, metavar="NAME_OR_PATH",
                         help="a draft model for speculative decoding (a checkpoint folder or hub repo id, e.g. "
                              "distil-whisper/distil-large-v2 for --model large-v2, or int8: the model's own decoder "
-                             "with int8 weights, CPU and float32 only): the same text, sooner when the draft is often "
+                             "with int8 weights, on the CPU): the same text, sooner when the draft is often "
                              "right and cheap (default: none)")
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when available, else the CPU), cpu, cuda, cuda:1... (default: %(default)s)")
-    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES),
-                        help="default: float16 on a GPU, float32 on the CPU")
+    parser.add_argument("--dtype", default=None, choices=PRECISIONS,
+                        help="int8: int8 weights on the CPU; auto: the fastest that keeps accuracy (float16 on a GPU; "
+                             "on the CPU bfloat16 where it computes it natively, else int8) (default: float16 on a "
+                             "GPU, float32 on the CPU)")
     parser.add_argument("--compile", action="store_true",
                         help="compile the decoder step, and on a GPU the encoder too (torch.compile, CUDA graphs on "
                              "a GPU): the first batch of each size pays seconds to minutes, later ones run faster; for "

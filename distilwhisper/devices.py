@@ -1,8 +1,12 @@
 """Where a model runs and in what precision: a device that works, and a dtype this device computes well.
 
-"auto" (faster-whisper's word) means the GPU in float16 when torch sees one, else the CPU in float32. A device
-that cannot be used, or half precision on a CPU without native half arithmetic, is refused in one short line.
+The default (no dtype given) is the GPU in float16 when torch sees one, else the CPU in float32: the parity
+reference. dtype "auto" (faster-whisper's word) is the fastest precision that keeps accuracy: float16 on a GPU; on
+the CPU bfloat16 where oneDNN computes it natively, else int8 weights. A device that cannot be used, or half
+precision on a CPU without native half arithmetic, is refused in one short line.
 """
+
+from dataclasses import dataclass
 
 import torch
 
@@ -13,6 +17,9 @@ DTYPES = {
     "float16": torch.float16, "fp16": torch.float16,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
 }  # fmt: skip
+INT8 = "int8"  # the CPU's int8 weights: the encoder's and decoder's linear layers, activations in float32
+AUTO = "auto"
+PRECISIONS = [*DTYPES, INT8, AUTO]  # what `dtype` may name
 
 
 # The devices Whisper runs on, for messages: torch's own list holds all 20 types it knows.
@@ -72,3 +79,38 @@ def cpu_has_half_arithmetic(dtype: torch.dtype) -> bool:
         return bool(getattr(torch.ops.mkldnn, HALF_PROBES[dtype])())
     except (AttributeError, RuntimeError):  # a torch without the probe: assume the slow path
         return False
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a model computes in: `dtype` for activations, caches and every weight that is not int8."""
+
+    device: torch.device
+    dtype: torch.dtype
+    int8_weights: bool = False  # the linear layers hold int8 weights (the CPU only)
+
+    @property
+    def name(self) -> str:
+        return INT8 if self.int8_weights else str(self.dtype).removeprefix("torch.")
+
+
+def resolve_precision(device: str | torch.device | None, dtype: str | torch.dtype | None) -> Precision:
+    """`device` and `dtype` (a float dtype or its name, "int8", "auto" or None) as a Precision that works here."""
+    if dtype not in (INT8, AUTO):
+        return Precision(*resolve_device_dtype(device, dtype))
+    device = usable_device(device)
+    if dtype == AUTO and device.type != "cpu":
+        return Precision(device, torch.float16)
+    if dtype == AUTO and cpu_has_half_arithmetic(torch.bfloat16):
+        return Precision(device, torch.bfloat16)
+    if device.type != "cpu":
+        raise DistilWhisperError(f"int8 weights run on the CPU (torch's quantised kernels), not {device}: use float16 there")
+    if not has_int8_kernels():
+        if dtype == AUTO:
+            return Precision(device, torch.float32)
+        raise DistilWhisperError("this torch build has no quantised CPU kernels for int8 weights: use float32")
+    return Precision(device, torch.float32, int8_weights=True)
+
+
+def has_int8_kernels() -> bool:
+    return torch.backends.quantized.engine != "none"

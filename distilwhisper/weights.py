@@ -397,22 +397,66 @@ def _row_major_state(module: torch.nn.Module, state_dict: dict, prefix: str, loc
 
 
 def int8_decoder(decoder: Decoder) -> Decoder:
-    """A copy of `decoder` whose matmul weights are int8 (torch's dynamic quantisation, CPU only: int8 weights
-    per tensor, activations quantised on the fly): the self-draft of speculative decoding. A tied output
-    projection gets its own int8 copy of the token embedding; the embedding tables themselves are shared."""
+    """A copy of `decoder` with int8 matmul weights (`int8_linears`): the self-draft of speculative decoding. The
+    embedding tables are shared; a tied output projection gets its own int8 copy of the token embedding."""
     import copy
 
-    from torch.ao.quantization import quantize_dynamic
-
     shared = [decoder.embed_tokens.weight, decoder.embed_positions.weight]
-    draft = copy.deepcopy(decoder, memo={id(t): t for t in shared})
-    if draft.proj_out is None:
-        vocab, width = draft.embed_tokens.weight.shape
+    return int8_linears(copy.deepcopy(decoder, memo={id(t): t for t in shared}))
+
+
+def int8_linears(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` (on the CPU) with int8 weights in every linear layer, one scale per output row, made in place from
+    its float weights; a decoder's tied output projection becomes a linear layer of its own first. Activations
+    stay in the module's dtype, which picks the kernel:
+
+    | activations | kernel                                                                        |
+    |-------------|-------------------------------------------------------------------------------|
+    | float32     | torch's dynamic quantisation: activations quantised per call, int8 x int8 GEMMs |
+    | bfloat16    | weight-only int8 (`torch._weight_int8pack_mm`), the matmul itself in bfloat16  |
+
+    Dynamic quantisation measured fastest for float32 (a weight-only kernel in float32 ran many times slower);
+    it takes float32 input only, so a bfloat16 network (the bfloat16 model's self-draft) gets weights only."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    for decoder in [m for m in module.modules() if isinstance(m, Decoder) and m.proj_out is None]:
+        vocab, width = decoder.embed_tokens.weight.shape
         with WithoutInit():
-            draft.proj_out = torch.nn.Linear(width, vocab, bias=False, device="meta")
-        draft.proj_out.weight = draft.embed_tokens.weight
+            decoder.proj_out = torch.nn.Linear(width, vocab, bias=False, device="meta")
+        decoder.proj_out.weight = decoder.embed_tokens.weight
+    if next(module.parameters()).dtype != torch.float32:
+        return _weight_only_int8(module)
     # torch announces that torch.ao quantisation moves to torchao and its quantised tensors will go: nothing a
-    # user can act on (bench/speculative.py shows whether this draft pays at all).
+    # user can act on.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return quantize_dynamic(draft, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        return quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+
+
+def is_int8(module: torch.nn.Module) -> bool:
+    """Whether `int8_linears` made `module`'s linear layers int8."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    return any(isinstance(m, (DynamicInt8Linear, WeightOnlyInt8Linear)) for m in module.modules())
+
+
+def _weight_only_int8(module: torch.nn.Module) -> torch.nn.Module:
+    for name, child in module.named_children():
+        setattr(module, name, WeightOnlyInt8Linear(child) if isinstance(child, torch.nn.Linear) else _weight_only_int8(child))
+    return module
+
+
+class WeightOnlyInt8Linear(torch.nn.Module):
+    """A linear layer's weight as int8 rows and one scale per row; the matmul dequantises as it goes."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scales = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+        self.register_buffer("weight", torch.round(weight / scales[:, None]).to(torch.int8))
+        self.register_buffer("scales", scales.to(linear.weight.dtype))
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), self.weight, self.scales).view(*x.shape[:-1], -1)
+        return y if self.bias is None else y + self.bias
