@@ -331,7 +331,8 @@ def short_files(seed: int, count: int) -> list[str]:
 def long_audio(source: str) -> np.ndarray:
     """Six shared short files one after another ("concatenation SEED"). The long files (16 and 18 chunks) take
     minutes each in transformers with 5 beams: checked by hand, not in CI (docs/beam-search.md)."""
-    return concatenation(short_files(int(source.split()[1]), 6), int(source.split()[1]))
+    seed = int(source.removeprefix("concatenation "))
+    return concatenation(short_files(seed, 6), seed)
 
 
 @needs_shared
