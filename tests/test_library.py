@@ -58,9 +58,10 @@ def test_to_dict_is_json_and_holds_every_field(tiny):
                              no_speech_threshold=None)  # fmt: skip
     record = json.loads(json.dumps(result.to_dict()))
     segments: list = []  # filled with return_timestamps=True (test_timestamps)
+    words: list = []  # filled with word_timestamps=True (test_words)
     assert record == {"text": result.text, "tokens": result.tokens, "language": "en", "avg_logprob": result.avg_logprob,
                       "no_speech_prob": result.no_speech_prob, "truncated": True, "acceptance_rate": None,
-                      "segments": segments}  # fmt: skip
+                      "segments": segments, "words": words}  # fmt: skip
 
 
 def test_the_minimal_model_builds_from_dims_and_loads_a_checkpoint_by_hand(random_checkpoint):

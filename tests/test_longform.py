@@ -287,8 +287,8 @@ def test_chunks_are_decoded_batch_size_at_a_time_and_truncated_when_any_chunk_wa
     for cut in (None, 2):
         batches = []
 
-        def decode(waveforms, plan):
-            decoded = real_decode(waveforms, plan)  # only chunk `cut` reports running out
+        def decode(waveforms, plan, lengths=None):
+            decoded = real_decode(waveforms, plan, lengths)  # only chunk `cut` reports running out
             decoded = [replace(w, truncated=sum(batches) + i == cut) for i, w in enumerate(decoded)]
             batches.append(len(decoded))
             return decoded
