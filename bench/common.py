@@ -38,6 +38,9 @@ DIMS = {
     "tiny-2dec": dict(d_model=96, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
                       decoder_attention_heads=4, encoder_ffn_dim=192, decoder_ffn_dim=192, num_mel_bins=80),
 }  # fmt: skip
+# The CPU's faster modes, each engine's own: ours in bfloat16 (where the CPU computes it natively) and int8
+# (load_model(dtype=...)), faster-whisper's compute_type int8.
+PRECISION_ENGINES = {"distilwhisper-bf16": "bfloat16", "distilwhisper-int8": "int8", "faster-whisper-int8": "int8"}
 TOKENIZER_FILES = ["added_tokens.json", "merges.txt", "normalizer.json", "preprocessor_config.json",
                    "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.json"]  # fmt: skip
 

@@ -9,6 +9,7 @@ work in audio, not the same text, so read its figure as an anchor.
 
     python bench/long_form.py                                  # CPU fp32, batch 4, base fixture, ../shared/audio/long
     python bench/long_form.py --num-beams 5 --engines distilwhisper transformers faster-whisper
+    python bench/long_form.py --engines distilwhisper-bf16 distilwhisper-int8 faster-whisper-int8 --batch-size 1
     python bench/long_form.py --device cuda --dtype float16 --batch-size 16 32 --random-dims distil-large-v2
 
 --random-dims builds a full-size checkpoint with random weights from --seed in the Hugging Face layout (with
@@ -28,11 +29,11 @@ from pathlib import Path
 import torch
 
 from common import (
-    DIMS, OUT, SHARED, Clock, PeakGpuMemory, emit, faster_whisper, ours, peak_rss_mib, run_child, transformers_pipeline, versions,
+    DIMS, OUT, PRECISION_ENGINES, SHARED, Clock, PeakGpuMemory, emit, faster_whisper, ours, peak_rss_mib, run_child, transformers_pipeline, versions,
     with_tokenizer,
 )  # fmt: skip
 
-ENGINES = ["distilwhisper", "transformers", "faster-whisper"]
+ENGINES = ["distilwhisper", "transformers", "faster-whisper", *PRECISION_ENGINES]  # the last: --dtype does not apply
 RANDOM_DIMS = ["base", "distil-large-v2"]
 
 
@@ -94,14 +95,15 @@ def engine(name: str, model: str, device: str, dtype: str, batch_size: int, max_
     as does faster-whisper (our reader; its text by our tokenizer)."""
     if name == "transformers":
         return transformers_pipeline(model, device, dtype, batch_size, max_new_tokens=max_new_tokens, num_beams=num_beams)
-    if name == "faster-whisper":
+    if name.startswith("faster-whisper"):
         from distilwhisper.audio import load_audio
         from distilwhisper.tokenizer import load_tokenizer
 
-        tokenizer, run = load_tokenizer(model), faster_whisper(model, threads, max_new_tokens, beam_size=num_beams)
+        compute_type = PRECISION_ENGINES.get(name, "float32")
+        tokenizer, run = load_tokenizer(model), faster_whisper(model, threads, max_new_tokens, compute_type=compute_type, beam_size=num_beams)
         return lambda audio: tokenizer.decode(run([load_audio(audio)])[0])
-    transcribe = ours(model, device, dtype, compile=compile, language="en", max_new_tokens=max_new_tokens, batch_size=batch_size,
-                      num_beams=num_beams)  # fmt: skip
+    transcribe = ours(model, device, PRECISION_ENGINES.get(name, dtype), compile=compile, language="en", max_new_tokens=max_new_tokens,
+                      batch_size=batch_size, num_beams=num_beams)  # fmt: skip
     return lambda audio: transcribe(audio).text
 
 
@@ -126,13 +128,14 @@ def child(args: argparse.Namespace) -> dict:
         texts: list[str] = []
         wall_s = clock.time(lambda: texts.append(run(path)), args.runs, warm_up=False)
         files.append({"file": Path(path).name, "audio_s": audio_duration(path), "wall_s": wall_s, "words": len(texts[-1].split())})
-    return {"engine": args.child, "batch_size": args.batch, "load_s": load_s, "peak_rss_mib": peak_rss_mib(),
+    return {"engine": args.child, "dtype": PRECISION_ENGINES.get(args.child, args.dtype), "batch_size": args.batch,
+            "load_s": load_s, "peak_rss_mib": peak_rss_mib(),
             "cuda_max_allocated_mib": peak.mib(), "files": files}  # fmt: skip
 
 
 def summarize(result: dict) -> dict:
     audio_s, wall_s = sum(f["audio_s"] for f in result["files"]), sum(f["wall_s"] for f in result["files"])
-    return {key: result[key] for key in ("engine", "batch_size", "peak_rss_mib", "cuda_max_allocated_mib", "load_s")} | {
+    return {key: result[key] for key in ("engine", "dtype", "batch_size", "peak_rss_mib", "cuda_max_allocated_mib", "load_s")} | {
         "audio_s": audio_s, "wall_s": wall_s, "audio_s_per_s": audio_s / wall_s, "words": sum(f["words"] for f in result["files"])}
 
 
@@ -151,6 +154,8 @@ def run(args: argparse.Namespace) -> dict:
     for row in rows:
         baseline = next((r for r in rows if r["engine"] == "transformers" and r["batch_size"] == row["batch_size"]), None)
         row["speedup_vs_transformers"] = row["audio_s_per_s"] / baseline["audio_s_per_s"] if baseline else None
+        int8_anchor = next((r for r in rows if r["engine"] == "faster-whisper-int8" and r["batch_size"] == row["batch_size"]), None)
+        row["speedup_vs_faster_whisper_int8"] = row["audio_s_per_s"] / int8_anchor["audio_s_per_s"] if int8_anchor else None
     return {"benchmark": "long_form", "device": args.device, "dtype": args.dtype, "threads": args.threads,
             "model": args.model, "random_dims": args.random_dims, "seed": args.seed, "audio": args.audio,
             "runs": args.runs, "max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams, "versions": versions(), "results": rows}  # fmt: skip
@@ -167,12 +172,13 @@ def main() -> None:
     rows = report["results"]
     print(f"{len(args.audio)} files, {sum(r['audio_s'] for r in rows[:1]):.0f} s of audio, {args.device} {args.dtype}, "
           f"{args.threads} threads, model {Path(args.model).name}, {args.num_beams} beam(s), max_new_tokens {args.max_new_tokens}")  # fmt: skip
-    print(f"{'engine':<16}{'batch':>6}{'wall s':>9}{'audio s/s':>11}{'peak RSS MiB':>14}{'CUDA MiB':>10}{'words':>7}{'vs HF':>8}")
+    print(f"{'engine':<20}{'batch':>6}{'wall s':>9}{'audio s/s':>11}{'peak RSS MiB':>14}{'CUDA MiB':>10}{'words':>7}{'vs HF':>8}{'vs fw-int8':>11}")
     for r in rows:
         speedup = f"{r['speedup_vs_transformers']:.2f}x" if r["speedup_vs_transformers"] else "-"
+        vs_int8 = f"{r['speedup_vs_faster_whisper_int8']:.2f}x" if r["speedup_vs_faster_whisper_int8"] else "-"
         cuda_mib = f"{r['cuda_max_allocated_mib']:.0f}" if r["cuda_max_allocated_mib"] is not None else "-"
-        print(f"{r['engine']:<16}{r['batch_size']:>6}{r['wall_s']:>9.2f}{r['audio_s_per_s']:>11.1f}{r['peak_rss_mib']:>14.0f}"
-              f"{cuda_mib:>10}{r['words']:>7}{speedup:>8}")  # fmt: skip
+        print(f"{r['engine']:<20}{r['batch_size']:>6}{r['wall_s']:>9.2f}{r['audio_s_per_s']:>11.1f}{r['peak_rss_mib']:>14.0f}"
+              f"{cuda_mib:>10}{r['words']:>7}{speedup:>8}{vs_int8:>11}")  # fmt: skip
     emit(report, args.json)
 
 

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the output alone, as grep -h does (default: when there is one input)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar on stderr for long inputs (default: one is drawn when stderr is a terminal)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="say on stderr where the model runs and in what precision (what --dtype auto chose)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -378,6 +380,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - a model that does not load or fit is one line, not a traceback
         fail(flag_names(describe(e), args))
         return 2
+    if args.verbose:
+        print(f"distilwhisper: {args.model} on {transcriber.device} in {transcriber.precision}", file=sys.stderr)
     batch_size = args.batch_size or transcriber.default_batch_size
     sources = args.audio if args.output_dir is None else drop_clashing_outputs(args.audio, args)
     batches = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]

@@ -17,7 +17,7 @@ DTYPES = {
     "float16": torch.float16, "fp16": torch.float16,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
 }  # fmt: skip
-INT8 = "int8"  # the CPU's int8 weights: the encoder's and decoder's linear layers, activations in float32
+INT8 = "int8"  # the CPU's int8 mode: every linear layer's weights and activations int8 (weights.Int8Linear)
 AUTO = "auto"
 PRECISIONS = [*DTYPES, INT8, AUTO]  # what `dtype` may name
 
@@ -94,8 +94,9 @@ class Precision:
         return INT8 if self.int8_weights else str(self.dtype).removeprefix("torch.")
 
 
-def resolve_precision(device: str | torch.device | None, dtype: str | torch.dtype | None) -> Precision:
-    """`device` and `dtype` (a float dtype or its name, "int8", "auto" or None) as a Precision that works here."""
+def resolve_precision(device: str | torch.device | None, dtype: str | torch.dtype | None, compile: bool = False) -> Precision:
+    """`device` and `dtype` (a float dtype or its name, "int8", "auto" or None) as a Precision that works here.
+    torch.compile cannot trace the int8 kernel's packed weights, so "auto" with `compile` leaves int8 out."""
     if dtype not in (INT8, AUTO):
         return Precision(*resolve_device_dtype(device, dtype))
     device = usable_device(device)
@@ -103,12 +104,14 @@ def resolve_precision(device: str | torch.device | None, dtype: str | torch.dtyp
         return Precision(device, torch.float16)
     if dtype == AUTO and cpu_has_half_arithmetic(torch.bfloat16):
         return Precision(device, torch.bfloat16)
+    if dtype == AUTO and (compile or not has_int8_kernels()):
+        return Precision(device, torch.float32)
     if device.type != "cpu":
-        raise DistilWhisperError(f"int8 weights run on the CPU (torch's quantised kernels), not {device}: use float16 there")
+        raise DistilWhisperError(f"int8 weights run on the CPU (torch's int8 kernels), not {device}: use float16 there")
     if not has_int8_kernels():
-        if dtype == AUTO:
-            return Precision(device, torch.float32)
-        raise DistilWhisperError("this torch build has no quantised CPU kernels for int8 weights: use float32")
+        raise DistilWhisperError("this torch build has no int8 CPU kernels: use float32")
+    if compile:
+        raise DistilWhisperError("torch.compile cannot trace int8 weights: compile float32 or bfloat16, or leave int8 uncompiled")
     return Precision(device, torch.float32, int8_weights=True)
 
 

@@ -329,7 +329,7 @@ def load_model(
     makes decoding speculative: the assistant's decoder drafts, this model verifies, and the result is this
     model's own greedy output, sooner. An assistant whose encoder equals this model's is loaded without it.
     """
-    precision = resolve_precision(device, dtype)
+    precision = resolve_precision(device, dtype, compile)
     model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
     model = load_whisper(model_dir, dtype=precision.dtype, device=precision.device)
     if precision.int8_weights:

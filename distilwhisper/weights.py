@@ -406,57 +406,58 @@ def int8_decoder(decoder: Decoder) -> Decoder:
 
 
 def int8_linears(module: torch.nn.Module) -> torch.nn.Module:
-    """`module` (on the CPU) with int8 weights in every linear layer, one scale per output row, made in place from
-    its float weights; a decoder's tied output projection becomes a linear layer of its own first. Activations
-    stay in the module's dtype, which picks the kernel:
-
-    | activations | kernel                                                                        |
-    |-------------|-------------------------------------------------------------------------------|
-    | float32     | torch's dynamic quantisation: activations quantised per call, int8 x int8 GEMMs |
-    | bfloat16    | weight-only int8 (`torch._weight_int8pack_mm`), the matmul itself in bfloat16  |
-
-    Dynamic quantisation measured fastest for float32 (a weight-only kernel in float32 ran many times slower);
-    it takes float32 input only, so a bfloat16 network (the bfloat16 model's self-draft) gets weights only."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
+    """`module` (on the CPU) with every linear layer an `Int8Linear`, made in place from its float weights; a
+    decoder's tied output projection becomes a linear layer of its own first (the embedding stays float)."""
     for decoder in [m for m in module.modules() if isinstance(m, Decoder) and m.proj_out is None]:
         vocab, width = decoder.embed_tokens.weight.shape
         with WithoutInit():
             decoder.proj_out = torch.nn.Linear(width, vocab, bias=False, device="meta")
         decoder.proj_out.weight = decoder.embed_tokens.weight
-    if next(module.parameters()).dtype != torch.float32:
-        return _weight_only_int8(module)
-    # torch announces that torch.ao quantisation moves to torchao and its quantised tensors will go: nothing a
-    # user can act on.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    for name, child in module.named_children():
+        setattr(module, name, Int8Linear(child) if isinstance(child, torch.nn.Linear) else int8_linears(child))
+    return module
 
 
 def is_int8(module: torch.nn.Module) -> bool:
     """Whether `int8_linears` made `module`'s linear layers int8."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
-
-    return any(isinstance(m, (DynamicInt8Linear, WeightOnlyInt8Linear)) for m in module.modules())
+    return any(isinstance(m, Int8Linear) for m in module.modules())
 
 
-def _weight_only_int8(module: torch.nn.Module) -> torch.nn.Module:
-    for name, child in module.named_children():
-        setattr(module, name, WeightOnlyInt8Linear(child) if isinstance(child, torch.nn.Linear) else _weight_only_int8(child))
-    return module
+class Int8Linear(torch.nn.Module):
+    """A linear layer in int8: weights with one scale per output row, activations with one scale per token,
+    products summed in int32 (fbgemm's int8 GEMM, on packed weights) and scaled back to float.
 
+    | what        | int8 as                       | why                                                        |
+    |-------------|-------------------------------|------------------------------------------------------------|
+    | weights     | symmetric, a scale per row    | made once at load time from the float checkpoint           |
+    | activations | symmetric, a scale per token  | one loud frame must not cost the other 1,499 their precision |
+    | output      | float32, or the input's dtype | the rest of the network (norms, softmax, caches) stays float |
 
-class WeightOnlyInt8Linear(torch.nn.Module):
-    """A linear layer's weight as int8 rows and one scale per row; the matmul dequantises as it goes."""
+    fbgemm quantises its whole input with one scale, so each row is scaled to an absolute maximum of 1 first and
+    scaled back after: per-token quantisation from a per-tensor kernel. (One scale for the whole input, torch's
+    dynamic quantisation as it comes, lost words and punctuation on whisper-base's encoder.) fbgemm reads
+    float32, so a bfloat16 network (the bfloat16 model's int8 self-draft) converts on the way in and out."""
 
     def __init__(self, linear: torch.nn.Linear):
         super().__init__()
         weight = linear.weight.detach().float()
         scales = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
-        self.register_buffer("weight", torch.round(weight / scales[:, None]).to(torch.int8))
-        self.register_buffer("scales", scales.to(linear.weight.dtype))
-        self.bias = linear.bias
+        zero_points = torch.zeros(len(scales), dtype=torch.long)
+        # torch announces that its quantised tensors will go (to torchao): nothing a user can act on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows = torch.quantize_per_channel(weight, scales.double(), zero_points, 0, torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(rows, None)
+        self.bias = None if linear.bias is None else linear.bias.detach().float()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), self.weight, self.scales).view(*x.shape[:-1], -1)
-        return y if self.bias is None else y + self.bias
+        rows = x.float()
+        loudest = rows.abs().amax(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny)
+        # reduce_range: 7-bit activations, so that the AVX2 kernel's 16-bit pair sums cannot saturate.
+        y = torch.ops.quantized.linear_dynamic(rows / loudest, self.packed, True)
+        y = y * loudest if self.bias is None else torch.addcmul(self.bias, y, loudest)
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
