@@ -397,12 +397,14 @@ def _row_major_state(module: torch.nn.Module, state_dict: dict, prefix: str, loc
 
 
 def int8_decoder(decoder: Decoder) -> Decoder:
-    """A copy of `decoder` with int8 matmul weights (`int8_linears`): the self-draft of speculative decoding. The
+    """A copy of `decoder` with int8 linear layers (`int8_linears`): the self-draft of speculative decoding. The
     embedding tables are shared; a tied output projection gets its own int8 copy of the token embedding."""
     import copy
 
     shared = [decoder.embed_tokens.weight, decoder.embed_positions.weight]
-    return int8_linears(copy.deepcopy(decoder, memo={id(t): t for t in shared}))
+    draft = copy.deepcopy(decoder, memo={id(t): t for t in shared})
+    int8_linears(draft)
+    return draft
 
 
 def int8_linears(module: torch.nn.Module) -> torch.nn.Module:

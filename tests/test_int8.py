@@ -7,7 +7,6 @@ error per row 3e-2 of the row's largest output (7-bit activations; measured up t
 speech at least 97% (measured 99-100%).
 """
 
-import json
 import os
 import subprocess
 import sys
