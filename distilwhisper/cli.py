@@ -100,9 +100,9 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when available, else the CPU), cpu, cuda, cuda:1... (default: %(default)s)")
     parser.add_argument("--dtype", default=None, choices=PRECISIONS,
-                        help="int8: int8 weights on the CPU; auto: the fastest that keeps accuracy (float16 on a GPU; "
-                             "on the CPU bfloat16 where it computes it natively, else int8) (default: float16 on a "
-                             "GPU, float32 on the CPU)")
+                        help="int8: int8 weights and activations on the CPU; auto: the fastest that keeps accuracy (float16 on a GPU, "
+                             "int8 on the CPU; with --compile bfloat16 where the CPU computes it natively, else "
+                             "float32) (default: float16 on a GPU, float32 on the CPU)")
     parser.add_argument("--compile", action="store_true",
                         help="compile the decoder step, and on a GPU the encoder too (torch.compile, CUDA graphs on "
                              "a GPU): the first batch of each size pays seconds to minutes, later ones run faster; for "

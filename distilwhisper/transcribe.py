@@ -320,8 +320,8 @@ def load_model(
 
     `device` defaults to "auto", and `dtype` to the GPU in float16 when there is one, else the CPU in float32 (the
     parity reference). dtype "int8" (the CPU) gives the encoder's and decoder's linear layers int8 weights, made at
-    load time; "auto" picks the fastest that keeps accuracy: float16 on a GPU, on the CPU bfloat16 where it computes
-    it natively, else int8 (`precision` says which; docs/precision.md).
+    load time; "auto" picks the fastest that keeps accuracy: float16 on a GPU, int8 on the CPU (compiled: bfloat16
+    where the CPU computes it natively, else float32; `precision` says which; docs/precision.md).
     `compile=True` compiles the decoder step, and on a GPU the encoder too (torch.compile; CUDA graphs on a
     GPU): each batch size bucket (1, 2, 4, 8...) pays a compilation on first use; on a CPU it hardly pays
     (docs/compile.md says when it does). `assistant` (a checkpoint folder, hub id or short name, e.g.

@@ -429,11 +429,11 @@ class Int8Linear(torch.nn.Module):
     """A linear layer in int8: weights with one scale per output row, activations with one scale per token,
     products summed in int32 (fbgemm's int8 GEMM, on packed weights) and scaled back to float.
 
-    | what        | int8 as                       | why                                                        |
-    |-------------|-------------------------------|------------------------------------------------------------|
-    | weights     | symmetric, a scale per row    | made once at load time from the float checkpoint           |
-    | activations | symmetric, a scale per token  | one loud frame must not cost the other 1,499 their precision |
-    | output      | float32, or the input's dtype | the rest of the network (norms, softmax, caches) stays float |
+    | what        | as                                | why                                                          |
+    |-------------|-----------------------------------|--------------------------------------------------------------|
+    | weights     | int8, symmetric, a scale per row  | made once at load time from the float checkpoint             |
+    | activations | 7 bits, a scale per token         | one loud frame must not cost the other 1,499 their precision |
+    | output      | float32, or the input's dtype     | the rest of the network (norms, softmax, caches) stays float |
 
     fbgemm quantises its whole input with one scale, so each row is scaled to an absolute maximum of 1 first and
     scaled back after: per-token quantisation from a per-tensor kernel. (One scale for the whole input, torch's

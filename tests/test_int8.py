@@ -61,21 +61,32 @@ def test_load_model_in_int8_says_so(random_checkpoint):
     assert load_model(random_checkpoint(0, tokenizer="base")).precision == "float32"
 
 
-def auto_in_a_child(**env: str) -> str:
-    code = "from distilwhisper.devices import resolve_precision; print(resolve_precision('cpu', 'auto').name)"
+def auto_in_a_child(compile: bool = False, int8_kernels: bool = True, **env: str) -> str:
+    """What "auto" picks in a fresh process (oneDNN reads its ISA limit once), optionally as in a torch built
+    without int8 kernels."""
+    code = "from distilwhisper import devices\n"
+    code += "" if int8_kernels else "devices.has_int8_kernels = lambda: False\n"
+    code += f"print(devices.resolve_precision('cpu', 'auto', compile={compile}).name)"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                            env=os.environ | {"PYTHONPATH": str(ROOT)} | env)  # fmt: skip
     return child.stdout.strip()
 
 
-def test_auto_is_bfloat16_where_the_cpu_computes_it_and_int8_elsewhere():
+def test_auto_is_int8_on_avx512_bf16_and_avx2_cpus_alike():
     """Here as this CPU is, and with oneDNN held to AVX2 (a CPU without bfloat16 units, as most rented ones)."""
-    assert auto_in_a_child() == ("bfloat16" if cpu_has_half_arithmetic(torch.bfloat16) else "int8")
+    assert auto_in_a_child() == "int8"
     assert auto_in_a_child(ONEDNN_MAX_CPU_ISA="AVX2") == "int8"
 
 
-def test_auto_with_compile_leaves_int8_out_and_int8_with_compile_is_refused():
-    assert resolve_precision("cpu", "auto", compile=True).name in ("bfloat16", "float32")
+def test_auto_without_int8_is_bfloat16_where_the_cpu_computes_it_else_float32():
+    native = "bfloat16" if cpu_has_half_arithmetic(torch.bfloat16) else "float32"
+    assert auto_in_a_child(int8_kernels=False) == native
+    assert auto_in_a_child(int8_kernels=False, ONEDNN_MAX_CPU_ISA="AVX2") == "float32"
+    assert auto_in_a_child(compile=True) == native  # torch.compile cannot trace int8 weights
+    assert auto_in_a_child(compile=True, ONEDNN_MAX_CPU_ISA="AVX2") == "float32"
+
+
+def test_int8_with_compile_is_refused():
     with pytest.raises(DistilWhisperError, match="torch.compile cannot trace int8 weights"):
         resolve_precision("cpu", "int8", compile=True)
 
