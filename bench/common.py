@@ -5,7 +5,7 @@ Engines, each built once and then called many times on the same input as every o
 - `ours`: distilwhisper's `transcribe` (short or long audio, any options);
 - `transformers_generate`: WhisperForConditionalGeneration.generate(), greedy, eager or static cache + compile;
 - `transformers_pipeline`: the ASR pipeline, chunked (long audio), greedy;
-- `faster_whisper`: faster-whisper on a CTranslate2 copy of the checkpoint, greedy.
+- `faster_whisper`: faster-whisper on a CTranslate2 copy of the checkpoint (`faster_whisper_model`), greedy.
 """
 
 import json
@@ -38,6 +38,9 @@ DIMS = {
     "tiny-2dec": dict(d_model=96, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
                       decoder_attention_heads=4, encoder_ffn_dim=192, decoder_ffn_dim=192, num_mel_bins=80),
 }  # fmt: skip
+# The CPU's faster modes, each engine's own: ours in bfloat16 (where the CPU computes it natively) and int8
+# (load_model(dtype=...)), faster-whisper's compute_type int8.
+PRECISION_ENGINES = {"distilwhisper-bf16": "bfloat16", "distilwhisper-int8": "int8", "faster-whisper-int8": "int8"}
 TOKENIZER_FILES = ["added_tokens.json", "merges.txt", "normalizer.json", "preprocessor_config.json",
                    "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.json"]  # fmt: skip
 
@@ -164,17 +167,8 @@ def transformers_pipeline(model: str, device: str, dtype: str, batch_size: int, 
 def faster_whisper(model: str, threads: int, max_new_tokens: int, initial_prompt: str | None = None,
                    compute_type: str = "float32", **options) -> Callable:  # fmt: skip
     """`run(samples) -> token rows` of faster-whisper on the CPU, one input at a time, greedy English, no
-    timestamps, no VAD; `options` add to or override its transcribe() arguments (gpu.py suppresses the end token).
-    It needs a CTranslate2 copy of the checkpoint: converted once into bench/out/ (ct2-transformers-converter)."""
-    from faster_whisper import WhisperModel
-
-    ct2_dir = OUT / f"ct2-{Path(model).name}"
-    if not (ct2_dir / "model.bin").exists():
-        converter = str(Path(sys.executable).parent / "ct2-transformers-converter")
-        subprocess.run([converter, "--model", model, "--output_dir", str(ct2_dir), "--force",
-                        "--copy_files", "tokenizer.json", "preprocessor_config.json"], check=True, capture_output=True)  # fmt: skip
-    # Left to itself CTranslate2 takes 4 threads even on a 2-core machine: every engine gets the same count, told.
-    network = WhisperModel(str(ct2_dir), device="cpu", compute_type=compute_type, cpu_threads=threads)
+    timestamps, no VAD; `options` add to or override its transcribe() arguments (gpu.py suppresses the end token)."""
+    network = faster_whisper_model(model, threads, compute_type)
     arguments = dict(language="en", task="transcribe", beam_size=1, temperature=0.0, without_timestamps=True,
                      condition_on_previous_text=False, vad_filter=False, max_new_tokens=max_new_tokens,
                      initial_prompt=initial_prompt) | options  # fmt: skip
@@ -187,6 +181,20 @@ def faster_whisper(model: str, threads: int, max_new_tokens: int, initial_prompt
         return rows
 
     return run
+
+
+def faster_whisper_model(model: str, threads: int, compute_type: str = "float32"):
+    """faster-whisper's WhisperModel on the CPU for `model`, on a CTranslate2 copy of the checkpoint: converted once
+    into bench/out/ (ct2-transformers-converter)."""
+    from faster_whisper import WhisperModel
+
+    ct2_dir = OUT / f"ct2-{Path(model).name}"
+    if not (ct2_dir / "model.bin").exists():
+        converter = str(Path(sys.executable).parent / "ct2-transformers-converter")
+        subprocess.run([converter, "--model", model, "--output_dir", str(ct2_dir), "--force",
+                        "--copy_files", "tokenizer.json", "preprocessor_config.json"], check=True, capture_output=True)  # fmt: skip
+    # Left to itself CTranslate2 takes 4 threads even on a 2-core machine: every engine gets the same count, told.
+    return WhisperModel(str(ct2_dir), device="cpu", compute_type=compute_type, cpu_threads=threads)
 
 
 def with_tokenizer(path: Path, tokenizer: Path, folder: Path) -> Path:

@@ -4,11 +4,15 @@ Each engine and batch size runs in its own child process (so its peak memory is 
 count, greedy (or --num-beams N), English, max_new_tokens=128 per chunk, from the audio file to the text: ours
 streams the file (`model.transcribe(path)`), the pipeline reads it whole (its ffmpeg_read). Each file is timed
 --runs times (median) after one warm-up call on its first 35 s. faster-whisper (`--engines ... faster-whisper`)
-runs its own long-form algorithm (consecutive 30 s windows, not overlapping chunks, one at a time): the same
-work in audio, not the same text, so read its figure as an anchor.
+runs its own long-form algorithms, with timestamps: at batch size 1 one 30 s window at a time, each starting where
+the last one's final timestamp ends; above 1 its BatchedInferencePipeline (speech found by its VAD, cut into
+windows of up to 30 s, a batch at a time), and its own token limit per window. Not our text, so read its speed beside its WER: where the files have
+references (a `.segments.tsv` beside each, as the long fixtures do), every engine's WER (Distil-Whisper's recipe,
+evaluate's normaliser) is in the table.
 
     python bench/long_form.py                                  # CPU fp32, batch 4, base fixture, ../shared/audio/long
     python bench/long_form.py --num-beams 5 --engines distilwhisper transformers faster-whisper
+    python bench/long_form.py --engines distilwhisper-bf16 distilwhisper-int8 faster-whisper-int8 --batch-size 1
     python bench/long_form.py --device cuda --dtype float16 --batch-size 16 32 --random-dims distil-large-v2
 
 --random-dims builds a full-size checkpoint with random weights from --seed in the Hugging Face layout (with
@@ -18,21 +22,24 @@ generated noise file instead of real speech. Prints a table and, last, one JSON 
 """
 
 import argparse
+import csv
+import functools
 import itertools
 import json
 import tempfile
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from common import (
-    DIMS, OUT, SHARED, Clock, PeakGpuMemory, emit, faster_whisper, ours, peak_rss_mib, run_child, transformers_pipeline, versions,
+    DIMS, OUT, PRECISION_ENGINES, SHARED, Clock, PeakGpuMemory, emit, faster_whisper_model, ours, peak_rss_mib, run_child, transformers_pipeline, versions,
     with_tokenizer,
 )  # fmt: skip
 
-ENGINES = ["distilwhisper", "transformers", "faster-whisper"]
+ENGINES = ["distilwhisper", "transformers", "faster-whisper", *PRECISION_ENGINES]  # the last: --dtype does not apply
 RANDOM_DIMS = ["base", "distil-large-v2"]
 
 
@@ -94,14 +101,22 @@ def engine(name: str, model: str, device: str, dtype: str, batch_size: int, max_
     as does faster-whisper (our reader; its text by our tokenizer)."""
     if name == "transformers":
         return transformers_pipeline(model, device, dtype, batch_size, max_new_tokens=max_new_tokens, num_beams=num_beams)
-    if name == "faster-whisper":
-        from distilwhisper.audio import load_audio
-        from distilwhisper.tokenizer import load_tokenizer
+    if name.startswith("faster-whisper"):
+        from faster_whisper import BatchedInferencePipeline
 
-        tokenizer, run = load_tokenizer(model), faster_whisper(model, threads, max_new_tokens, beam_size=num_beams)
-        return lambda audio: tokenizer.decode(run([load_audio(audio)])[0])
-    transcribe = ours(model, device, dtype, compile=compile, language="en", max_new_tokens=max_new_tokens, batch_size=batch_size,
-                      num_beams=num_beams)  # fmt: skip
+        from distilwhisper.audio import load_audio
+
+        network = faster_whisper_model(model, threads, PRECISION_ENGINES.get(name, "float32"))
+        # Its windows hold up to 30 s of speech, not a chunk's: a chunk's max_new_tokens would cut them short.
+        options = dict(language="en", beam_size=num_beams, temperature=0.0)
+        transcribe: Callable
+        if batch_size == 1:  # each window starts where the last one's final timestamp ends: nothing skipped
+            transcribe = functools.partial(network.transcribe, condition_on_previous_text=False, vad_filter=False, **options)
+        else:  # speech found by its VAD, cut into windows of up to 30 s, `batch_size` windows at a time
+            transcribe = functools.partial(BatchedInferencePipeline(network).transcribe, batch_size=batch_size, **options)
+        return lambda audio: "".join(segment.text for segment in transcribe(load_audio(audio))[0]).strip()
+    transcribe = ours(model, device, PRECISION_ENGINES.get(name, dtype), compile=compile, language="en", max_new_tokens=max_new_tokens,
+                      batch_size=batch_size, num_beams=num_beams)  # fmt: skip
     return lambda audio: transcribe(audio).text
 
 
@@ -125,15 +140,39 @@ def child(args: argparse.Namespace) -> dict:
     for path in args.audio:
         texts: list[str] = []
         wall_s = clock.time(lambda: texts.append(run(path)), args.runs, warm_up=False)
-        files.append({"file": Path(path).name, "audio_s": audio_duration(path), "wall_s": wall_s, "words": len(texts[-1].split())})
-    return {"engine": args.child, "batch_size": args.batch, "load_s": load_s, "peak_rss_mib": peak_rss_mib(),
+        files.append({"file": Path(path).name, "audio_s": audio_duration(path), "wall_s": wall_s, "text": texts[-1]})
+    return {"engine": args.child, "dtype": PRECISION_ENGINES.get(args.child, args.dtype), "batch_size": args.batch,
+            "load_s": load_s, "peak_rss_mib": peak_rss_mib(),
             "cuda_max_allocated_mib": peak.mib(), "files": files}  # fmt: skip
 
 
-def summarize(result: dict) -> dict:
+def reference(path: str) -> str | None:
+    """What is said in `path`: the texts of the segments file beside it (the long fixtures have one), else None."""
+    segments = Path(path).with_suffix(".segments.tsv")
+    if not segments.exists():
+        return None
+    with open(segments, newline="", encoding="utf-8") as f:
+        return " ".join(row["text"] for row in csv.DictReader(f, delimiter="\t"))
+
+
+def summarize(result: dict, score: Callable[[list[str]], float | None]) -> dict:
     audio_s, wall_s = sum(f["audio_s"] for f in result["files"]), sum(f["wall_s"] for f in result["files"])
-    return {key: result[key] for key in ("engine", "batch_size", "peak_rss_mib", "cuda_max_allocated_mib", "load_s")} | {
-        "audio_s": audio_s, "wall_s": wall_s, "audio_s_per_s": audio_s / wall_s, "words": sum(f["words"] for f in result["files"])}
+    texts = [f["text"] for f in result["files"]]
+    return {key: result[key] for key in ("engine", "dtype", "batch_size", "peak_rss_mib", "cuda_max_allocated_mib", "load_s")} | {
+        "audio_s": audio_s, "wall_s": wall_s, "audio_s_per_s": audio_s / wall_s, "words": sum(len(t.split()) for t in texts),
+        "wer": score(texts)}  # fmt: skip
+
+
+def scorer(args: argparse.Namespace) -> Callable[[list[str]], float | None]:
+    """texts -> Distil-Whisper's WER against the files' references (evaluate's normaliser), or None where some file
+    has no reference or the weights are random."""
+    from distilwhisper.evaluate.wer import corpus_wer, text_normalizer
+
+    references = [text for path in args.audio if (text := reference(path)) is not None]
+    if args.random_dims or len(references) < len(args.audio):
+        return lambda texts: None
+    _, normalize = text_normalizer(Path(args.model), "en")
+    return lambda texts: corpus_wer([normalize(r) for r in references], [normalize(t) for t in texts])
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -142,15 +181,17 @@ def run(args: argparse.Namespace) -> dict:
         args.model = str(random_checkpoint(args.random_dims, args.seed, args.model))
     if args.synthetic:
         args.audio = [str(synthetic_wav(args.synthetic, args.seed))]
-    rows = []
+    rows, score = [], scorer(args)
     for batch in args.batch_size:
         passthrough = ["--model", args.model, "--runs", str(args.runs), "--max-new-tokens", str(args.max_new_tokens),
                        "--threads", str(args.threads), "--device", args.device, "--dtype", args.dtype,
                        "--batch-size", str(batch), "--num-beams", str(args.num_beams), "--audio", *args.audio]  # fmt: skip
-        rows += [summarize(result) for name in args.engines if (result := run_child(__file__, name, passthrough))]
+        rows += [summarize(result, score) for name in args.engines if (result := run_child(__file__, name, passthrough))]
     for row in rows:
         baseline = next((r for r in rows if r["engine"] == "transformers" and r["batch_size"] == row["batch_size"]), None)
         row["speedup_vs_transformers"] = row["audio_s_per_s"] / baseline["audio_s_per_s"] if baseline else None
+        int8_anchor = next((r for r in rows if r["engine"] == "faster-whisper-int8" and r["batch_size"] == row["batch_size"]), None)
+        row["speedup_vs_faster_whisper_int8"] = row["audio_s_per_s"] / int8_anchor["audio_s_per_s"] if int8_anchor else None
     return {"benchmark": "long_form", "device": args.device, "dtype": args.dtype, "threads": args.threads,
             "model": args.model, "random_dims": args.random_dims, "seed": args.seed, "audio": args.audio,
             "runs": args.runs, "max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams, "versions": versions(), "results": rows}  # fmt: skip
@@ -167,12 +208,14 @@ def main() -> None:
     rows = report["results"]
     print(f"{len(args.audio)} files, {sum(r['audio_s'] for r in rows[:1]):.0f} s of audio, {args.device} {args.dtype}, "
           f"{args.threads} threads, model {Path(args.model).name}, {args.num_beams} beam(s), max_new_tokens {args.max_new_tokens}")  # fmt: skip
-    print(f"{'engine':<16}{'batch':>6}{'wall s':>9}{'audio s/s':>11}{'peak RSS MiB':>14}{'CUDA MiB':>10}{'words':>7}{'vs HF':>8}")
+    print(f"{'engine':<20}{'batch':>6}{'wall s':>9}{'audio s/s':>11}{'peak RSS MiB':>14}{'CUDA MiB':>10}{'words':>7}{'WER':>7}{'vs HF':>8}{'vs fw-int8':>11}")
     for r in rows:
         speedup = f"{r['speedup_vs_transformers']:.2f}x" if r["speedup_vs_transformers"] else "-"
+        vs_int8 = f"{r['speedup_vs_faster_whisper_int8']:.2f}x" if r["speedup_vs_faster_whisper_int8"] else "-"
         cuda_mib = f"{r['cuda_max_allocated_mib']:.0f}" if r["cuda_max_allocated_mib"] is not None else "-"
-        print(f"{r['engine']:<16}{r['batch_size']:>6}{r['wall_s']:>9.2f}{r['audio_s_per_s']:>11.1f}{r['peak_rss_mib']:>14.0f}"
-              f"{cuda_mib:>10}{r['words']:>7}{speedup:>8}")  # fmt: skip
+        wer = f"{r['wer']:.2f}" if r["wer"] is not None else "-"
+        print(f"{r['engine']:<20}{r['batch_size']:>6}{r['wall_s']:>9.2f}{r['audio_s_per_s']:>11.1f}{r['peak_rss_mib']:>14.0f}"
+              f"{cuda_mib:>10}{r['words']:>7}{wer:>7}{speedup:>8}{vs_int8:>11}")  # fmt: skip
     emit(report, args.json)
 
 

@@ -10,6 +10,11 @@ timestamps. Per file it takes the median of
     python bench/short_form.py --initial-prompt "Dashwood, Norland."  # every engine reads the same previous text
     python bench/short_form.py --num-beams 5          # what the pipeline, openai/whisper and faster-whisper default to
     python bench/short_form.py --word-timestamps      # the cost of word times: ours and the pipeline's, with and without
+    python bench/short_form.py --engines distilwhisper distilwhisper-bf16 distilwhisper-int8 faster-whisper-int8
+
+A CPU without native bfloat16 (most AVX2 machines) is stood in for by limiting every library's kernels to AVX2:
+ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 CT2_FORCE_CPU_ISA=AVX2 (ours in
+bfloat16 is then refused, and its row left out).
 
 With --word-timestamps the engines decode with timestamps, each once without word times and once with them (ours:
 word_timestamps=True; transformers: its ASR pipeline, unchunked, return_timestamps=True vs "word"), and the report
@@ -26,11 +31,11 @@ from pathlib import Path
 
 import torch
 
-from common import (SHARED, Clock, emit, faster_whisper, ours, peak_rss_mib, run_child, transformers_generate,
+from common import (PRECISION_ENGINES, SHARED, Clock, emit, faster_whisper, ours, peak_rss_mib, run_child, transformers_generate,
                     transformers_pipeline, versions)  # fmt: skip
 
 # distilwhisper-compiled: load_model(..., compile=True); its first call per file shape compiles (see "first s").
-ENGINES = ["distilwhisper", "distilwhisper-compiled", "transformers", "faster-whisper"]
+ENGINES = ["distilwhisper", "distilwhisper-compiled", *PRECISION_ENGINES, "transformers", "faster-whisper"]
 # --word-timestamps: timestamps without and with word times, ours and the pipeline's (+words: with them).
 WORD_ENGINES = ["distilwhisper", "distilwhisper+words", "transformers-pipeline", "transformers-pipeline+words"]
 
@@ -65,15 +70,16 @@ def engine(args: argparse.Namespace):
                                      return_timestamps="word" if words else True, max_new_tokens=args.max_new_tokens,
                                      num_beams=args.num_beams)  # fmt: skip
         return lambda samples: len(pipe(samples).split())
+    dtype = PRECISION_ENGINES.get(args.child, "float32")
     if args.child.startswith("distilwhisper"):
-        transcribe = ours(args.model, compile=args.child == "distilwhisper-compiled", language="en",
+        transcribe = ours(args.model, dtype=dtype, compile=args.child == "distilwhisper-compiled", language="en",
                           max_new_tokens=args.max_new_tokens, initial_prompt=args.initial_prompt, num_beams=args.num_beams)  # fmt: skip
         return lambda samples: len(transcribe(samples).tokens)
     if args.child == "transformers":
         generate, _ = transformers_generate(args.model, "cpu", torch.float32, args.max_new_tokens, initial_prompt=args.initial_prompt,
                                             num_beams=args.num_beams)  # fmt: skip
         return lambda samples: len(generate([samples])[0])
-    run = faster_whisper(args.model, args.threads, args.max_new_tokens, args.initial_prompt, beam_size=args.num_beams)
+    run = faster_whisper(args.model, args.threads, args.max_new_tokens, args.initial_prompt, compute_type=dtype, beam_size=args.num_beams)
     return lambda samples: len(run([samples])[0])
 
 
@@ -93,7 +99,8 @@ def child(args: argparse.Namespace) -> dict:
         first_call_s = first_call_s or time.perf_counter() - start  # the first file's: any compilation is in it
         latency = clock.time(lambda: run(samples), args.runs, warm_up=False)
         files.append({"file": Path(path).name, "audio_s": len(samples) / SAMPLE_RATE, "latency_s": latency, "tokens": tokens})
-    return {"engine": args.child, "load_s": load_s, "first_call_s": first_call_s, "peak_rss_mib": peak_rss_mib(), "files": files}
+    return {"engine": args.child, "dtype": PRECISION_ENGINES.get(args.child, "float32"), "load_s": load_s,
+            "first_call_s": first_call_s, "peak_rss_mib": peak_rss_mib(), "files": files}  # fmt: skip
 
 
 def summarize(result: dict) -> dict:
@@ -101,6 +108,7 @@ def summarize(result: dict) -> dict:
     latency = sum(f["latency_s"] for f in files)
     return {
         "engine": result["engine"],
+        "dtype": result["dtype"],
         "median_latency_s": statistics.median(f["latency_s"] for f in files),
         "total_latency_s": latency,
         "rtf": latency / sum(f["audio_s"] for f in files),
@@ -120,11 +128,13 @@ def run(args: argparse.Namespace) -> dict:
     rows = [summarize(result) for name in args.engines if (result := run_child(__file__, name, passthrough))]
     baseline_engine = "transformers-pipeline" if args.word_timestamps else "transformers"
     baseline = next((r["total_latency_s"] for r in rows if r["engine"] == baseline_engine), None)
+    int8_anchor = next((r["total_latency_s"] for r in rows if r["engine"] == "faster-whisper-int8"), None)
     for row in rows:
         row["speedup_vs_transformers"] = baseline / row["total_latency_s"] if baseline else None
+        row["speedup_vs_faster_whisper_int8"] = int8_anchor / row["total_latency_s"] if int8_anchor else None
     totals = {r["engine"]: r["total_latency_s"] for r in rows}
     word_cost = {name: totals[f"{name}+words"] / totals[name] - 1 for name in totals if f"{name}+words" in totals}
-    return {"benchmark": "short_form", "device": "cpu", "dtype": "float32", "threads": args.threads,
+    return {"benchmark": "short_form", "device": "cpu", "threads": args.threads,
             "model": args.model, "files": len(args.audio), "runs": args.runs, "initial_prompt": args.initial_prompt,
             "num_beams": args.num_beams, "word_timestamps": args.word_timestamps, "word_timestamps_cost": word_cost,
             "versions": versions(), "results": rows}  # fmt: skip
@@ -140,14 +150,15 @@ def main() -> None:
         print(json.dumps(child(args)))
         return
     report = run(args)
-    print(f"{report['files']} files, {args.runs} timed runs each (median), CPU fp32, "
+    print(f"{report['files']} files, {args.runs} timed runs each (median), CPU (float32 unless the engine names a mode), "
           f"{args.threads} threads, model {Path(args.model).name}, initial prompt {args.initial_prompt!r}, "
           f"{args.num_beams} beam(s)" + (", timestamps on" if args.word_timestamps else ""))  # fmt: skip
-    print(f"{'engine':<24}{'median s':>10}{'total s':>10}{'RTF':>8}{'tok/s':>8}{'peak MiB':>10}{'load s':>8}{'first s':>9}{'vs HF':>8}")
+    print(f"{'engine':<24}{'median s':>10}{'total s':>10}{'RTF':>8}{'tok/s':>8}{'peak MiB':>10}{'load s':>8}{'first s':>9}{'vs HF':>8}{'vs fw-int8':>11}")
     for r in report["results"]:
         speedup = f"{r['speedup_vs_transformers']:.2f}x" if r["speedup_vs_transformers"] else "-"
+        vs_int8 = f"{r['speedup_vs_faster_whisper_int8']:.2f}x" if r["speedup_vs_faster_whisper_int8"] else "-"
         print(f"{r['engine']:<24}{r['median_latency_s']:>10.3f}{r['total_latency_s']:>10.2f}{r['rtf']:>8.3f}"
-              f"{r['tokens_per_s']:>8.1f}{r['peak_rss_mib']:>10.0f}{r['load_s']:>8.2f}{r['first_call_s']:>9.2f}{speedup:>8}")  # fmt: skip
+              f"{r['tokens_per_s']:>8.1f}{r['peak_rss_mib']:>10.0f}{r['load_s']:>8.2f}{r['first_call_s']:>9.2f}{speedup:>8}{vs_int8:>11}")  # fmt: skip
     for name, cost in report["word_timestamps_cost"].items():
         print(f"word timestamps cost {name}: {cost:+.1%} over the same decoding without them")
     emit(report, args.json)

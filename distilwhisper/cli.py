@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .audio import AudioStream
-from .devices import DTYPES
+from .devices import PRECISIONS
 from .errors import DistilWhisperError, first_line
 from .inputs import open_audio
 from .longform import DEFAULT_CHUNK_LENGTH
@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the output alone, as grep -h does (default: when there is one input)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar on stderr for long inputs (default: one is drawn when stderr is a terminal)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="say on stderr where the model runs and in what precision (what --dtype auto chose)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -93,12 +95,14 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assistant", default=None, metavar="NAME_OR_PATH",
                         help="a draft model for speculative decoding (a checkpoint folder or hub repo id, e.g. "
                              "distil-whisper/distil-large-v2 for --model large-v2, or int8: the model's own decoder "
-                             "with int8 weights, CPU and float32 only): the same text, sooner when the draft is often "
+                             "with int8 weights, on the CPU): the same text, sooner when the draft is often "
                              "right and cheap (default: none)")
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when available, else the CPU), cpu, cuda, cuda:1... (default: %(default)s)")
-    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES),
-                        help="default: float16 on a GPU, float32 on the CPU")
+    parser.add_argument("--dtype", default=None, choices=PRECISIONS,
+                        help="int8: int8 weights and activations on the CPU; auto: the fastest that keeps accuracy (float16 on a GPU, "
+                             "int8 on the CPU; with --compile bfloat16 where the CPU computes it natively, else "
+                             "float32) (default: float16 on a GPU, float32 on the CPU)")
     parser.add_argument("--compile", action="store_true",
                         help="compile the decoder step, and on a GPU the encoder too (torch.compile, CUDA graphs on "
                              "a GPU): the first batch of each size pays seconds to minutes, later ones run faster; for "
@@ -376,6 +380,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - a model that does not load or fit is one line, not a traceback
         fail(flag_names(describe(e), args))
         return 2
+    if args.verbose:
+        print(f"distilwhisper: {args.model} on {transcriber.device} in {transcriber.precision}", file=sys.stderr)
     batch_size = args.batch_size or transcriber.default_batch_size
     sources = args.audio if args.output_dir is None else drop_clashing_outputs(args.audio, args)
     batches = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]

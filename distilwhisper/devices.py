@@ -1,8 +1,12 @@
 """Where a model runs and in what precision: a device that works, and a dtype this device computes well.
 
-"auto" (faster-whisper's word) means the GPU in float16 when torch sees one, else the CPU in float32. A device
-that cannot be used, or half precision on a CPU without native half arithmetic, is refused in one short line.
+The default (no dtype given) is the GPU in float16 when torch sees one, else the CPU in float32: the parity
+reference. dtype "auto" (faster-whisper's word) is the fastest precision that keeps accuracy: float16 on a GPU; on
+the CPU bfloat16 where oneDNN computes it natively, else int8 weights. A device that cannot be used, or half
+precision on a CPU without native half arithmetic, is refused in one short line.
 """
+
+from dataclasses import dataclass
 
 import torch
 
@@ -13,6 +17,9 @@ DTYPES = {
     "float16": torch.float16, "fp16": torch.float16,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
 }  # fmt: skip
+INT8 = "int8"  # the CPU's int8 mode: every linear layer's weights and activations int8 (weights.Int8Linear)
+AUTO = "auto"
+PRECISIONS = [*DTYPES, INT8, AUTO]  # what `dtype` may name
 
 
 # The devices Whisper runs on, for messages: torch's own list holds all 20 types it knows.
@@ -72,3 +79,42 @@ def cpu_has_half_arithmetic(dtype: torch.dtype) -> bool:
         return bool(getattr(torch.ops.mkldnn, HALF_PROBES[dtype])())
     except (AttributeError, RuntimeError):  # a torch without the probe: assume the slow path
         return False
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a model computes in: `dtype` for activations, caches and every weight that is not int8."""
+
+    device: torch.device
+    dtype: torch.dtype
+    int8_weights: bool = False  # the linear layers hold int8 weights (the CPU only)
+
+    @property
+    def name(self) -> str:
+        return INT8 if self.int8_weights else str(self.dtype).removeprefix("torch.")
+
+
+def resolve_precision(device: str | torch.device | None, dtype: str | torch.dtype | None, compile: bool = False) -> Precision:
+    """`device` and `dtype` (a float dtype or its name, "int8", "auto" or None) as a Precision that works here.
+
+    "auto" on the CPU: int8, the fastest mode measured (on AVX2 and on AVX512-BF16 CPUs alike, bfloat16's matrix
+    products there being slower than int8's); where int8 cannot run (no int8 kernels in this torch, or `compile`,
+    which cannot trace its packed weights) bfloat16 if the CPU computes it natively, else float32."""
+    if dtype not in (INT8, AUTO):
+        return Precision(*resolve_device_dtype(device, dtype))
+    device = usable_device(device)
+    if dtype == AUTO and device.type != "cpu":
+        return Precision(device, torch.float16)
+    if dtype == AUTO and (compile or not has_int8_kernels()):
+        return Precision(device, torch.bfloat16 if cpu_has_half_arithmetic(torch.bfloat16) else torch.float32)
+    if device.type != "cpu":
+        raise DistilWhisperError(f"int8 weights run on the CPU (torch's int8 kernels), not {device}: use float16 there")
+    if not has_int8_kernels():
+        raise DistilWhisperError("this torch build has no int8 CPU kernels: use float32")
+    if compile:
+        raise DistilWhisperError("torch.compile cannot trace int8 weights: compile float32 or bfloat16, or leave int8 uncompiled")
+    return Precision(device, torch.float32, int8_weights=True)
+
+
+def has_int8_kernels() -> bool:
+    return torch.backends.quantized.engine != "none"

@@ -30,7 +30,7 @@ from .errors import DistilWhisperError
 from .model import Decoder, Encoder, Whisper
 from .weights import encoder_equals, int8_decoder, load_decoder, load_dims, load_whisper, resolve_model_dir
 
-SELF_DRAFT = "int8"  # the assistant that always exists: the main decoder itself, int8 (CPU, float32 models)
+SELF_DRAFT = "int8"  # the assistant that always exists: the main decoder itself, int8 (CPU models)
 
 
 @dataclass
@@ -281,11 +281,14 @@ def load_assistant(
     """The draft model for `main`, on its device in its dtype: a checkpoint folder or hub id of a whole Whisper,
     or of a decoder alone (transformers' WhisperForCausalLM). An encoder equal to `main`'s, checked once
     here tensor by tensor, is not loaded: `main`'s encoder output feeds the draft decoder too.
-    "int8" (SELF_DRAFT) is `main`'s own decoder with int8 weights, for a float32 model on the CPU."""
+    "int8" (SELF_DRAFT) is `main`'s own decoder with int8 weights, for a model on the CPU in float32 or bfloat16
+    (an int8 model's draft is then the model's decoder as it is)."""
     device, dtype = main.decoder.embed_tokens.weight.device, main.decoder.embed_tokens.weight.dtype
     if str(name_or_path) == SELF_DRAFT:
-        if (device.type, dtype) != ("cpu", torch.float32):
-            raise DistilWhisperError(f"the {SELF_DRAFT} self-draft runs on the CPU in float32, not {device.type} {str(dtype)[6:]}")
+        if device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
+            raise DistilWhisperError(
+                f"the {SELF_DRAFT} self-draft runs on the CPU in float32 or bfloat16, not {device.type} {str(dtype)[6:]}"
+            )
         return Assistant(int8_decoder(main.decoder), shares_cross_caches=True, shares_self_caches=True, compiles=False)
     model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision, role="assistant")
     dims = load_dims(model_dir)

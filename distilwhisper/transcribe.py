@@ -23,7 +23,7 @@ import torch
 from .audio import SAMPLE_RATE, AudioStream, pad_or_trim
 from .compiled import Steps, compiled_steps, eager_steps
 from .decoding import WindowResult
-from .devices import resolve_device_dtype
+from .devices import Precision, resolve_precision
 from .errors import DistilWhisperError
 from .inputs import AudioInput, is_short, list_item_name, open_audio
 from .longform import Chunk, chunk_count, stitch, stitch_with_timestamps, stream_chunks
@@ -32,7 +32,7 @@ from .options import TranscribeOptions, transcribe_options
 from .plan import DecodePlan, is_multilingual, make_plan
 from .speculative import Assistant, load_assistant
 from .tokenizer import Tokenizer, load_tokenizer
-from .weights import GenerationDefaults, load_generation_defaults, load_whisper, resolve_model_dir
+from .weights import GenerationDefaults, int8_linears, is_int8, load_generation_defaults, load_whisper, resolve_model_dir
 from .windows import Engine, decode_windows
 from .words import Word, words_of
 
@@ -103,7 +103,14 @@ class Transcriber:
 
     @property
     def dtype(self) -> torch.dtype:
+        """What the network computes in (its activations; with int8 weights, float32)."""
         return self.model.decoder.embed_tokens.weight.dtype
+
+    @property
+    def precision(self) -> str:
+        """The mode it runs in, by name: float32, bfloat16, float16, or int8 (int8 weights, float32 activations);
+        what dtype="auto" chose."""
+        return Precision(self.device, self.dtype, is_int8(self.model)).name
 
     @property
     def default_batch_size(self) -> int:
@@ -311,7 +318,10 @@ def load_model(
     "distil-whisper/distil-large-v2", fetched into the hub cache, or `cache_dir`, at `revision`; with
     HF_HUB_OFFLINE=1 only the cache is read) or a short name ("base", "large-v2", "distil-large-v2"...).
 
-    `device` and `dtype` default to "auto": the GPU in float16 when there is one, else the CPU in float32.
+    `device` defaults to "auto", and `dtype` to the GPU in float16 when there is one, else the CPU in float32 (the
+    parity reference). dtype "int8" (the CPU) gives the encoder's and decoder's linear layers int8 weights, made at
+    load time; "auto" picks the fastest that keeps accuracy: float16 on a GPU, int8 on the CPU (compiled: bfloat16
+    where the CPU computes it natively, else float32; `precision` says which; docs/precision.md).
     `compile=True` compiles the decoder step, and on a GPU the encoder too (torch.compile; CUDA graphs on a
     GPU): each batch size bucket (1, 2, 4, 8...) pays a compilation on first use; on a CPU it hardly pays
     (docs/compile.md says when it does). `assistant` (a checkpoint folder, hub id or short name, e.g.
@@ -319,9 +329,11 @@ def load_model(
     makes decoding speculative: the assistant's decoder drafts, this model verifies, and the result is this
     model's own greedy output, sooner. An assistant whose encoder equals this model's is loaded without it.
     """
-    device, dtype = resolve_device_dtype(device, dtype)
+    precision = resolve_precision(device, dtype, compile)
     model_dir = resolve_model_dir(name_or_path, cache_dir=cache_dir, revision=revision)
-    model = load_whisper(model_dir, dtype=dtype, device=device)
+    model = load_whisper(model_dir, dtype=precision.dtype, device=precision.device)
+    if precision.int8_weights:
+        int8_linears(model)
     draft = None if assistant is None else load_assistant(assistant, model, cache_dir=cache_dir)
     steps = compiled_steps(model, draft) if compile else None
     return Transcriber(model, load_tokenizer(model_dir), load_generation_defaults(model_dir), steps, draft)

@@ -397,22 +397,69 @@ def _row_major_state(module: torch.nn.Module, state_dict: dict, prefix: str, loc
 
 
 def int8_decoder(decoder: Decoder) -> Decoder:
-    """A copy of `decoder` whose matmul weights are int8 (torch's dynamic quantisation, CPU only: int8 weights
-    per tensor, activations quantised on the fly): the self-draft of speculative decoding. A tied output
-    projection gets its own int8 copy of the token embedding; the embedding tables themselves are shared."""
+    """A copy of `decoder` with int8 linear layers (`int8_linears`): the self-draft of speculative decoding. The
+    embedding tables are shared; a tied output projection gets its own int8 copy of the token embedding."""
     import copy
-
-    from torch.ao.quantization import quantize_dynamic
 
     shared = [decoder.embed_tokens.weight, decoder.embed_positions.weight]
     draft = copy.deepcopy(decoder, memo={id(t): t for t in shared})
-    if draft.proj_out is None:
-        vocab, width = draft.embed_tokens.weight.shape
+    int8_linears(draft)
+    return draft
+
+
+def int8_linears(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` (on the CPU) with every linear layer an `Int8Linear`, made in place from its float weights; a
+    decoder's tied output projection becomes a linear layer of its own first (the embedding stays float)."""
+    for decoder in [m for m in module.modules() if isinstance(m, Decoder) and m.proj_out is None]:
+        vocab, width = decoder.embed_tokens.weight.shape
         with WithoutInit():
-            draft.proj_out = torch.nn.Linear(width, vocab, bias=False, device="meta")
-        draft.proj_out.weight = draft.embed_tokens.weight
-    # torch announces that torch.ao quantisation moves to torchao and its quantised tensors will go: nothing a
-    # user can act on (bench/speculative.py shows whether this draft pays at all).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(draft, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            decoder.proj_out = torch.nn.Linear(width, vocab, bias=False, device="meta")
+        decoder.proj_out.weight = decoder.embed_tokens.weight
+    for name, child in module.named_children():
+        setattr(module, name, Int8Linear(child) if isinstance(child, torch.nn.Linear) else int8_linears(child))
+    return module
+
+
+def is_int8(module: torch.nn.Module) -> bool:
+    """Whether `int8_linears` made `module`'s linear layers int8."""
+    return any(isinstance(m, Int8Linear) for m in module.modules())
+
+
+class Int8Linear(torch.nn.Module):
+    """A linear layer in int8: weights with one scale per output row, activations with one scale per token,
+    products summed in int32 (fbgemm's int8 GEMM, on packed weights) and scaled back to float.
+
+    | what        | as                                | why                                                          |
+    |-------------|-----------------------------------|--------------------------------------------------------------|
+    | weights     | int8, symmetric, a scale per row  | made once at load time from the float checkpoint             |
+    | activations | 7 bits, a scale per token         | one loud frame must not cost the other 1,499 their precision |
+    | output      | float32, or the input's dtype     | the rest of the network (norms, softmax, caches) stays float |
+
+    fbgemm quantises its whole input with one scale, so each row is scaled to an absolute maximum of 1 first and
+    scaled back after: per-token quantisation from a per-tensor kernel. (One scale for the whole input, torch's
+    dynamic quantisation as it comes, lost words and punctuation on whisper-base's encoder.) fbgemm reads
+    float32, so a bfloat16 network (the bfloat16 model's int8 self-draft) converts on the way in and out."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scales = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+        zero_points = torch.zeros(len(scales), dtype=torch.long)
+        # torch announces that its quantised tensors will go (to torchao): nothing a user can act on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows = torch.quantize_per_channel(weight, scales.double(), zero_points, 0, torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(rows, None)
+        self.bias = None if linear.bias is None else linear.bias.detach().float()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.float()
+        loudest = rows.abs().amax(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny)
+        # reduce_range: 7-bit activations, so that the AVX2 kernel's 16-bit pair sums cannot saturate.
+        y = torch.ops.quantized.linear_dynamic(rows / loudest, self.packed, True)
+        y = y * loudest if self.bias is None else torch.addcmul(self.bias, y, loudest)
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

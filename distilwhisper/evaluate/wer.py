@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         scores += batch
     summary = summarize(scores, processing)
     summary |= {"model": str(args.model), "manifest": str(args.manifest), "normalizer": normalizer,
-                "device": str(transcriber.device), "dtype": str(transcriber.dtype).removeprefix("torch.")}  # fmt: skip
+                "device": str(transcriber.device), "dtype": transcriber.precision}  # fmt: skip
     print(summary_line(summary))
     if args.json is not None:
         try:
