@@ -13,6 +13,7 @@ evaluate's normaliser) is in the table.
     python bench/long_form.py                                  # CPU fp32, batch 4, base fixture, ../shared/audio/long
     python bench/long_form.py --num-beams 5 --engines distilwhisper transformers faster-whisper
     python bench/long_form.py --engines distilwhisper-bf16 distilwhisper-int8 faster-whisper-int8 --batch-size 1
+    python bench/long_form.py --engines distilwhisper-int8 faster-whisper-int8 --long-form chunked sequential
     python bench/long_form.py --device cuda --dtype float16 --batch-size 16 32 --random-dims distil-large-v2
 
 --random-dims builds a full-size checkpoint with random weights from --seed in the Hugging Face layout (with
@@ -59,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--num-beams", type=int, default=1, help="beam search for every engine (faster-whisper: beam_size)")
     parser.add_argument("--engines", nargs="+", default=ENGINES[:2], choices=ENGINES)
+    parser.add_argument("--long-form", nargs="+", default=["chunked"], choices=["chunked", "sequential"],
+                        help="our long-form algorithms, each a row per engine of ours (sequential: the checkpoint's "
+                             "token limit per window, as faster-whisper's, not --max-new-tokens)")
     parser.add_argument("--json", default=None, help="also write the JSON here")
     parser.add_argument("--child", default=None, choices=ENGINES, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -96,7 +100,7 @@ def write_wav(path: Path, samples) -> None:
 
 
 def engine(name: str, model: str, device: str, dtype: str, batch_size: int, max_new_tokens: int, num_beams: int = 1,
-           threads: int = 1, compile: bool = False):  # fmt: skip
+           threads: int = 1, compile: bool = False, long_form: str = "chunked"):  # fmt: skip
     """`run(audio) -> text`: ours streams a file (`transcribe(path)`), the pipeline reads it whole (its ffmpeg_read),
     as does faster-whisper (our reader; its text by our tokenizer)."""
     if name == "transformers":
@@ -115,8 +119,9 @@ def engine(name: str, model: str, device: str, dtype: str, batch_size: int, max_
         else:  # speech found by its VAD, cut into windows of up to 30 s, `batch_size` windows at a time
             transcribe = functools.partial(BatchedInferencePipeline(network).transcribe, batch_size=batch_size, **options)
         return lambda audio: "".join(segment.text for segment in transcribe(load_audio(audio))[0]).strip()
-    transcribe = ours(model, device, PRECISION_ENGINES.get(name, dtype), compile=compile, language="en", max_new_tokens=max_new_tokens,
-                      batch_size=batch_size, num_beams=num_beams)  # fmt: skip
+    sequential = long_form == "sequential"  # windows of up to 30 s of speech: a chunk's token limit would cut them
+    transcribe = ours(model, device, PRECISION_ENGINES.get(name, dtype), compile=compile, language="en", batch_size=batch_size,
+                      max_new_tokens=None if sequential else max_new_tokens, num_beams=num_beams, long_form=long_form)  # fmt: skip
     return lambda audio: transcribe(audio).text
 
 
@@ -129,7 +134,8 @@ def child(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     peak = PeakGpuMemory(args.device)
     start = time.perf_counter()
-    run = engine(args.child, args.model, args.device, args.dtype, args.batch, args.max_new_tokens, args.num_beams, args.threads)
+    run = engine(args.child, args.model, args.device, args.dtype, args.batch, args.max_new_tokens, args.num_beams, args.threads,
+                 long_form=args.long_form[0])  # fmt: skip
     load_s = time.perf_counter() - start
     # Warm up on the first 35 s of the first file (two chunks: every code path), read without loading it all.
     with tempfile.TemporaryDirectory() as folder:
@@ -141,7 +147,8 @@ def child(args: argparse.Namespace) -> dict:
         texts: list[str] = []
         wall_s = clock.time(lambda: texts.append(run(path)), args.runs, warm_up=False)
         files.append({"file": Path(path).name, "audio_s": audio_duration(path), "wall_s": wall_s, "text": texts[-1]})
-    return {"engine": args.child, "dtype": PRECISION_ENGINES.get(args.child, args.dtype), "batch_size": args.batch,
+    name = f"{args.child} {args.long_form[0]}" if args.child.startswith("distilwhisper") else args.child
+    return {"engine": name, "dtype": PRECISION_ENGINES.get(args.child, args.dtype), "batch_size": args.batch,
             "load_s": load_s, "peak_rss_mib": peak_rss_mib(),
             "cuda_max_allocated_mib": peak.mib(), "files": files}  # fmt: skip
 
@@ -186,7 +193,9 @@ def run(args: argparse.Namespace) -> dict:
         passthrough = ["--model", args.model, "--runs", str(args.runs), "--max-new-tokens", str(args.max_new_tokens),
                        "--threads", str(args.threads), "--device", args.device, "--dtype", args.dtype,
                        "--batch-size", str(batch), "--num-beams", str(args.num_beams), "--audio", *args.audio]  # fmt: skip
-        rows += [summarize(result, score) for name in args.engines if (result := run_child(__file__, name, passthrough))]
+        runs = [(name, form) for name in args.engines for form in (args.long_form if name.startswith("distilwhisper") else ["chunked"])]
+        rows += [summarize(result, score) for name, form in runs
+                 if (result := run_child(__file__, name, [*passthrough, "--long-form", form]))]  # fmt: skip
     for row in rows:
         baseline = next((r for r in rows if r["engine"] == "transformers" and r["batch_size"] == row["batch_size"]), None)
         row["speedup_vs_transformers"] = row["audio_s_per_s"] / baseline["audio_s_per_s"] if baseline else None
@@ -208,13 +217,13 @@ def main() -> None:
     rows = report["results"]
     print(f"{len(args.audio)} files, {sum(r['audio_s'] for r in rows[:1]):.0f} s of audio, {args.device} {args.dtype}, "
           f"{args.threads} threads, model {Path(args.model).name}, {args.num_beams} beam(s), max_new_tokens {args.max_new_tokens}")  # fmt: skip
-    print(f"{'engine':<20}{'batch':>6}{'wall s':>9}{'audio s/s':>11}{'peak RSS MiB':>14}{'CUDA MiB':>10}{'words':>7}{'WER':>7}{'vs HF':>8}{'vs fw-int8':>11}")
+    print(f"{'engine':<32}{'batch':>6}{'wall s':>9}{'audio s/s':>11}{'peak RSS MiB':>14}{'CUDA MiB':>10}{'words':>7}{'WER':>7}{'vs HF':>8}{'vs fw-int8':>11}")
     for r in rows:
         speedup = f"{r['speedup_vs_transformers']:.2f}x" if r["speedup_vs_transformers"] else "-"
         vs_int8 = f"{r['speedup_vs_faster_whisper_int8']:.2f}x" if r["speedup_vs_faster_whisper_int8"] else "-"
         cuda_mib = f"{r['cuda_max_allocated_mib']:.0f}" if r["cuda_max_allocated_mib"] is not None else "-"
         wer = f"{r['wer']:.2f}" if r["wer"] is not None else "-"
-        print(f"{r['engine']:<20}{r['batch_size']:>6}{r['wall_s']:>9.2f}{r['audio_s_per_s']:>11.1f}{r['peak_rss_mib']:>14.0f}"
+        print(f"{r['engine']:<32}{r['batch_size']:>6}{r['wall_s']:>9.2f}{r['audio_s_per_s']:>11.1f}{r['peak_rss_mib']:>14.0f}"
               f"{cuda_mib:>10}{r['words']:>7}{wer:>7}{speedup:>8}{vs_int8:>11}")  # fmt: skip
     emit(report, args.json)
 

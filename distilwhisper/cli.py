@@ -23,7 +23,7 @@ from .devices import PRECISIONS
 from .errors import DistilWhisperError, first_line
 from .inputs import open_audio
 from .longform import DEFAULT_CHUNK_LENGTH
-from .options import transcribe_options
+from .options import LONG_FORMS, transcribe_options
 from .plan import DecodePlan
 from .subtitles import CueLayout, clock, subtitles
 from .transcribe import Progress, Transcriber, Transcription, load_model
@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar on stderr for long inputs (default: one is drawn when stderr is a terminal)")
     parser.add_argument("--verbose", action="store_true",
-                        help="say on stderr where the model runs and in what precision (what --dtype auto chose)")
+                        help="say on stderr where the model runs and in what precision (what --dtype auto chose) "
+                             "(default: off)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -123,6 +124,12 @@ def add_transcription_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-length", type=float, default=DEFAULT_CHUNK_LENGTH, metavar="SECONDS",
                         help="audio longer than 30 s is transcribed in chunks this long (1 to 30), overlapping by "
                              "a sixth of it on each side, stitched where the overlaps agree (default: %(default)s)")
+    parser.add_argument("--long-form", default="chunked", choices=LONG_FORMS,
+                        help="audio longer than 30 s: chunked (--chunk-length chunks, decoded together and stitched: "
+                             "Distil-Whisper's recipe, the ASR pipeline's chunk_length_s) or sequential (one 30 s window "
+                             "after another, each from where the last one's timestamps end: openai/whisper's, "
+                             "faster-whisper's and generate()'s long form; half the encoder's work, one window of a file "
+                             "at a time) (default: %(default)s)")
     parser.add_argument("--num-beams", type=int, default=None, metavar="N",
                         help="beam search with N hypotheses per window, as transformers' generate(num_beams=N): 5 is "
                              "what its ASR pipeline, openai/whisper and faster-whisper use by default; slower than "
@@ -155,7 +162,7 @@ def check_transcription_options(parser: argparse.ArgumentParser, args: argparse.
         beams = {name: getattr(args, name) for name in ("num_beams", "beam_size") if getattr(args, name) is not None}
         args.options = transcribe_options(
             language=args.language, task=args.task, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-            chunk_length=args.chunk_length, return_timestamps=getattr(args, "timestamps", False),
+            chunk_length=args.chunk_length, long_form=args.long_form, return_timestamps=getattr(args, "timestamps", False),
             initial_prompt=args.initial_prompt, word_timestamps=getattr(args, "word_timestamps", False), **beams,
         )  # fmt: skip
     except DistilWhisperError as e:

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .audio import TIME_PRECISION
+from .audio import N_FRAMES, TIME_PRECISION
 from .model import Whisper
+from .sequential import Pass
 
 
 class Rule(Protocol):
@@ -232,8 +233,17 @@ def finished_segments(tokens: list[int], timestamp_begin: int) -> tuple[list[int
 Align = Callable[[list[int], list[WindowResult], list[int]], list[np.ndarray]]
 
 
+def joined(passes: list[tuple[Pass, WindowResult]]) -> WindowResult:
+    """A window's passes as one result: their kept tokens and token times one after the other, the first pass's
+    confidence, truncated if any was, every pass's draft tokens."""
+    results = [result for _, result in passes]
+    return replace(results[0], tokens=[t for r in results for t in r.tokens], truncated=any(r.truncated for r in results),
+                   proposed=sum(r.proposed for r in results), accepted=sum(r.accepted for r in results),
+                   token_times=[t for r in results for t in r.token_times])  # fmt: skip
+
+
 @torch.inference_mode()
-def decode_in_passes(
+def passes_over(
     decode: Callable[[list[list[int]]], list[WindowResult]],
     prepare: Callable[[Tensor], object],
     mel: Tensor,
@@ -241,40 +251,50 @@ def decode_in_passes(
     prompts: list[list[int]],
     timestamp_begin: int,
     align: Align | None = None,
-) -> list[WindowResult]:
-    """Decoding of (batch, n_mels, 3000) log-mel windows with timestamp tokens, in passes as transformers'
-    generate(return_timestamps=True) runs them: `first` is the first pass's results (`decode(prompts)` with
-    TimestampRules among the rules), `prompts` one prompt per window.
+    frames: list[int] | None = None,
+    no_speech_threshold: float | None = None,
+) -> list[list[tuple[Pass, WindowResult]]]:
+    """Decoding of (batch, n_mels, frames) log-mel with timestamp tokens, in passes as transformers'
+    generate(return_timestamps=True) runs them: each row's passes over `frames[row]` frames of its log-mel (default:
+    all of `mel`, one 30 s window). `first` is the first pass's results over the first 3000 frames (`decode(prompts)`
+    with TimestampRules among the rules), `prompts` one prompt per row; each later pass decodes the 3000 frames from
+    where the one before left off (the audio's end zero-padded), encoded and made the caches' audio by
+    `prepare(window)`, its timestamps counting from there, until the row's frames are all heard. A short input's
+    window is its passes `joined`. A pass that stops mid-speech leaves
+    off at its last pair of timestamps (`finished_segments`); one that ends on a single timestamp, or has no
+    pair, leaves off after what it heard; so does one that would start the same pass again (a last pair at 0.00 s).
+    With `no_speech_threshold`, a pass more likely silence than that keeps no tokens and leaves off after what
+    it heard (openai/whisper's skip of a silent window).
 
-    When a pass stops mid-speech (`finished_segments`), the window's rest is decoded again, from the start of
-    its last segment: the log-mel frames from there on, zero-padded to 3000 frames, encoded and made the
-    caches' audio by `prepare(rest)`; the later pass's timestamps count from there. The window's tokens are its
-    passes' kept tokens, one after the other. A pass whose last segment starts at 0.00 s would start the same
-    pass again forever; there, the window ends. `no_speech_prob`, `avg_logprob` and the language are the first
-    pass's; `truncated` is set when any pass hit the token limit; the draft tokens count every pass.
-
-    With `align`, each pass's token times are taken before the next pass replaces the audio, and each kept token's
-    time is offset by where its pass started, in float32 as generate() adds them.
+    Each pass comes with its WindowResult: its kept tokens and, with `align`, their times (taken before the next
+    pass replaces the audio), each offset by where the pass started, in float32 as generate() adds them.
     """
-    frames = mel.shape[-1]
-    results = [replace(r, tokens=[], truncated=False, proposed=0, accepted=0) for r in first]
+    frames = frames or [mel.shape[-1]] * len(first)
+    passes: list[list[tuple[Pass, WindowResult]]] = [[] for _ in first]
     seek = [0] * len(first)
     rows, decoded = list(range(len(first))), first
     while rows:
         unfinished = []
         times = align(rows, decoded, [seek[r] for r in rows]) if align is not None else [np.zeros(0)] * len(rows)
         for row, result, pass_times in zip(rows, decoded, times):
-            kept, resume = finished_segments(result.tokens, timestamp_begin)
-            done = results[row]
+            heard = min(N_FRAMES, frames[row] - seek[row])
+            silent = no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold
+            kept, resume = ([], None) if silent else finished_segments(result.tokens, timestamp_begin)
             offset = np.float32(seek[row] * TIME_PRECISION / 2)  # 2 log-mel frames per 0.02 s step
-            results[row] = replace(done, tokens=done.tokens + kept, truncated=done.truncated or result.truncated,
-                                   proposed=done.proposed + result.proposed, accepted=done.accepted + result.accepted,
-                                   token_times=done.token_times + (pass_times[: len(kept)] + offset).tolist())  # fmt: skip
-            seek[row] += 2 * (resume or 0)  # 2 log-mel frames per timestamp step
-            if resume and seek[row] < frames:
+            kept_times = (pass_times[: len(kept)] + offset).tolist()
+            kept_result = replace(result, tokens=kept, token_times=kept_times)
+            passes[row].append((Pass(kept, seek[row], heard, silent), kept_result))
+            seek[row] += 2 * resume if resume else heard  # 2 log-mel frames per timestamp step
+            if seek[row] < frames[row]:
                 unfinished.append(row)
         rows = unfinished
         if rows:
-            prepare(torch.stack([F.pad(mel[r, :, seek[r] :], (0, seek[r])) for r in rows]))
+            prepare(torch.stack([window_at(mel[r], seek[r], frames[r]) for r in rows]))
             decoded = decode([prompts[r] for r in rows])
-    return results
+    return passes
+
+
+def window_at(mel: Tensor, seek: int, frames: int) -> Tensor:
+    """The 3000 log-mel frames a pass hears from `seek`, of an input's `frames`: zero-padded past its end."""
+    heard = mel[:, seek : min(seek + N_FRAMES, frames)]
+    return F.pad(heard, (0, N_FRAMES - heard.shape[-1]))

@@ -14,6 +14,10 @@ from .errors import DistilWhisperError, is_whole_number
 from .longform import DEFAULT_CHUNK_LENGTH, chunk_samples
 from .tokenizer import TASKS
 
+# "chunked": Distil-Whisper's recipe (longform.py), batched within a file; "sequential": openai/whisper's and
+# faster-whisper's, which encodes about half the windows (each 30 s long, where chunks are 15 s in a 30 s window).
+LONG_FORMS = ("chunked", "sequential")
+
 
 @dataclass(frozen=True)
 class TranscribeOptions:
@@ -30,6 +34,8 @@ class TranscribeOptions:
     initial_prompt: text the model reads as the transcript before the audio (names, spellings, style).
     word_timestamps: give words too, each with its time, from the alignment heads (timestamps turned on).
     num_beams: hypotheses beam search keeps per window (`beam_size` is the same); 1: greedy, the fastest.
+    long_form: how audio over 30 s is decoded: "chunked" (the ASR pipeline's chunks, stitched) or "sequential"
+        (one 30 s window after another, each from where the last one's timestamps end: generate()'s long form).
     """
 
     language: str | None = None
@@ -42,6 +48,7 @@ class TranscribeOptions:
     initial_prompt: str | None = None
     word_timestamps: bool = False
     num_beams: int = 1
+    long_form: str = "chunked"
 
     def __post_init__(self) -> None:
         for name in ("language", "task", "initial_prompt"):
@@ -62,6 +69,8 @@ class TranscribeOptions:
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or threshold != threshold):
             raise DistilWhisperError(f"no_speech_threshold must be a probability, or None to keep every transcript, got {threshold!r}")
         chunk_samples(self.chunk_length)
+        if self.long_form not in LONG_FORMS:
+            raise DistilWhisperError(f"long_form must be one of {', '.join(LONG_FORMS)}, got {self.long_form!r}")
         if self.return_timestamps == "word":  # the pipeline's spelling; words are timed from timestamp decoding
             object.__setattr__(self, "word_timestamps", True)
         if not isinstance(self.word_timestamps, bool):
@@ -70,6 +79,8 @@ class TranscribeOptions:
             object.__setattr__(self, "return_timestamps", True)
         if not isinstance(self.return_timestamps, bool):
             raise DistilWhisperError(f"return_timestamps must be True, False or \"word\", got {self.return_timestamps!r}")
+        if self.word_timestamps and self.long_form == "sequential":
+            raise DistilWhisperError("word_timestamps needs long_form='chunked': sequential long form times segments, not words")
 
 
 OPTION_NAMES = tuple(f.name for f in fields(TranscribeOptions))

@@ -14,7 +14,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, overload
 
 import numpy as np
@@ -33,7 +33,8 @@ from .plan import DecodePlan, is_multilingual, make_plan
 from .speculative import Assistant, load_assistant
 from .tokenizer import Tokenizer, load_tokenizer
 from .weights import GenerationDefaults, int8_linears, is_int8, load_generation_defaults, load_whisper, resolve_model_dir
-from .windows import Engine, decode_windows
+from .sequential import Pass, pass_spans
+from .windows import Engine, decode_sequential, decode_windows
 from .words import Word, words_of
 
 # transcribe(progress=...): called as progress(chunks_done, chunks_total or None, audio_seconds_done)
@@ -180,6 +181,10 @@ class Transcriber:
         `word_timestamps=True` (or `return_timestamps="word"`, the pipeline's spelling) decodes with timestamps and
         fills `words` too: Word(start, end, text), timed from the checkpoint's alignment heads, as the ASR pipeline's
         `chunks` with return_timestamps="word" (docs/words.md).
+
+        `long_form="sequential"` decodes an input over 30 s one 30 s window after another, each from where the last
+        one's timestamps end, as generate() given the whole log-mel does (sequential.py): `batch_size` such inputs
+        together, each read whole first; `chunk_length` does not apply.
         """
         opts = transcribe_options(*args, **options)
         plan = self.plan(opts)  # before any input is read
@@ -209,15 +214,22 @@ class Transcriber:
         """Each input's Transcription or exception, from (place in a list or None, input) pairs, `batch_size` at a
         time: the short inputs of a batch decoded together, then each long one in chunks, in input order."""
         batch_size = options.batch_size or self.default_batch_size
+        sequential = options.long_form == "sequential"
+        timed_plan = self.plan(replace(options, return_timestamps=True)) if sequential else plan  # it seeks by timestamps
         while batch := list(itertools.islice(numbered, batch_size)):
-            sources = [opened(item, list_item_name(item, place)) for place, item in batch]
+            sources = [opened(item, list_item_name(item, place), whole=sequential) for place, item in batch]
             short = [s for s in sources if not isinstance(s, Exception) and is_short(s)]
             windows = iter(self.decode_short(short, plan))
-            for source in sources:  # the long ones, each decoded in chunks, in their place among the short ones
+            long = [s for s in sources if isinstance(s, torch.Tensor) and not is_short(s)]  # read whole when sequential
+            decoded = iter(self.transcribe_sequential(long, timed_plan, plan, progress) if sequential else [])
+            for source in sources:  # the long ones in their place among the short ones
                 if isinstance(source, Exception) or is_short(source):
                     yield source if isinstance(source, Exception) else next(windows)
                     continue
-                try:
+                if sequential:
+                    yield next(decoded)
+                    continue
+                try:  # each decoded in chunks
                     yield self.transcribe_long(source, plan, batch_size, options.chunk_length, progress)
                 except Exception as e:  # noqa: BLE001 - this input alone fails
                     yield e
@@ -262,6 +274,40 @@ class Transcriber:
                 progress(len(chunks), total, chunks[-1].stop / SAMPLE_RATE)
         return self.transcription(windows, chunks, plan)
 
+    def transcribe_sequential(
+        self, sources: list[torch.Tensor], timed_plan: DecodePlan, plan: DecodePlan, progress: Progress | None = None
+    ) -> list[Transcription | Exception]:
+        """Inputs over 30 s, decoded together one 30 s window after another (sequential.py); if the batch fails, one
+        input at a time. `timed_plan` decodes (with timestamps); `plan` says whether segments are given."""
+        if not sources:
+            return []
+        try:
+            for _ in sources:  # an input is one unit of progress: its passes are not known ahead
+                if progress:
+                    progress(0, 1, 0.0)
+            waveforms = torch.nn.utils.rnn.pad_sequence([s.to(self.device) for s in sources], batch_first=True)
+            with self.lock:
+                decoded = decode_sequential(self.engine, timed_plan, waveforms, [len(s) for s in sources])
+            results: list[Transcription | Exception] = []
+            for passes, source in zip(decoded, sources):
+                results.append(self.sequential_transcription(passes, timed_plan, plan.timestamp_begin is not None))
+                if progress:
+                    progress(1, 1, len(source) / SAMPLE_RATE)
+            return results
+        except Exception as e:  # noqa: BLE001 - decoded alone, only the culprit fails
+            if len(sources) == 1:
+                return [e]
+            return [outcome for s in sources for outcome in self.transcribe_sequential([s], timed_plan, plan, progress)]
+
+    def sequential_transcription(self, passes: list[tuple[Pass, WindowResult]], plan: DecodePlan, timestamps: bool) -> Transcription:
+        """An input's Transcription from its passes: the text of their segments (`sequential.pass_spans`), and
+        what `summary` says of them as of windows."""
+        assert plan.timestamp_begin is not None
+        spans = [span for done, _ in passes for span in pass_spans(done, plan.timestamp_begin, plan.decoding.eot)]
+        tokens = [t for span in spans for t in span.tokens]
+        segments = [Segment(s.start, s.end, self.tokenizer.decode(s.tokens)) for s in spans] if timestamps else []
+        return summary([result for _, result in passes], self.tokenizer.decode(tokens), tokens, segments, [])
+
     def decode(self, waveforms: torch.Tensor, plan: DecodePlan, lengths: list[int] | None = None) -> list[WindowResult]:
         with self.lock:
             return decode_windows(self.engine, plan, waveforms, lengths)
@@ -284,23 +330,34 @@ class Transcriber:
         else:
             tokens = stitch([[t for t in w.tokens if t < plan.decoding.eot] for w in windows])  # text tokens only
             text, segments = self.tokenizer.decode(tokens), []
-        rates = [w.acceptance_rate for w in windows if w.acceptance_rate is not None]
-        return Transcription(
-            text, tokens,
-            language=Counter(w.language for w in windows).most_common(1)[0][0],  # ties: the earliest chunk's
-            avg_logprob=sum(w.avg_logprob for w in windows) / len(windows),
-            no_speech_prob=min(w.no_speech_prob for w in windows),
-            truncated=any(w.truncated for w in windows),
-            acceptance_rate=sum(rates) / len(rates) if rates else None,
-            segments=segments,
-            words=words,
-        )  # fmt: skip
+        return summary(windows, text, tokens, segments, words)
 
 
-def opened(audio: AudioInput, name: str | None) -> torch.Tensor | AudioStream | Exception:
-    """`open_audio`'s samples or stream, or what it raised (an input that cannot be read fails alone)."""
+def summary(windows: list[WindowResult], text: str, tokens: list[int], segments: list[Segment], words: list[Word]) -> Transcription:
+    """The Transcription of an input's text from its windows: the mean of their avg_logprobs and acceptance rates,
+    the lowest no-speech probability (the input is silent only if every window is), truncated when any window was,
+    and the language most windows were decoded in."""
+    rates = [w.acceptance_rate for w in windows if w.acceptance_rate is not None]
+    return Transcription(
+        text, tokens,
+        language=Counter(w.language for w in windows).most_common(1)[0][0],  # ties: the earliest window's
+        avg_logprob=sum(w.avg_logprob for w in windows) / len(windows),
+        no_speech_prob=min(w.no_speech_prob for w in windows),
+        truncated=any(w.truncated for w in windows),
+        acceptance_rate=sum(rates) / len(rates) if rates else None,
+        segments=segments,
+        words=words,
+    )  # fmt: skip
+
+
+def opened(audio: AudioInput, name: str | None, whole: bool = False) -> torch.Tensor | AudioStream | Exception:
+    """`open_audio`'s samples or stream (`whole`: a stream read to its end, as samples), or what it raised (an input
+    that cannot be read fails alone)."""
     try:
-        return open_audio(audio, name)
+        source = open_audio(audio, name)
+        if whole and isinstance(source, AudioStream):
+            return torch.from_numpy(np.concatenate(list(source)))
+        return source
     except Exception as e:  # noqa: BLE001 - out of memory reading one file too
         return e
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from distilwhisper.decoding import Decoding, SuppressAtBegin, SuppressTokens, WindowResult, greedy_decode
+from distilwhisper.decoding import Decoding, SuppressAtBegin, SuppressTokens, WindowResult, greedy_decode, joined, passes_over
 from distilwhisper.model import Whisper
 from distilwhisper.weights import load_generation_defaults
 
@@ -87,6 +87,11 @@ def decode(
 
 def tokens_of(results: list[WindowResult]) -> list[list[int]]:
     return [r.tokens for r in results]
+
+
+def window_passes(*args, **kwargs) -> list[WindowResult]:
+    """`passes_over` a batch of 30 s windows, each window's passes joined: what a short input's window gives."""
+    return [joined(row) for row in passes_over(*args, **kwargs)]
 
 
 def add_base_tokenizer(path: Path) -> Path:

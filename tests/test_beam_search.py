@@ -17,7 +17,7 @@ import torch
 
 from helpers import (
     AUDIO_DIR, BASE_MODEL, EOT, GREEDY, NO_SPEECH, NO_TIMESTAMPS, PROMPT, SOT, SOT_PREV, T0, checkpoint_rules, needs_compiler,
-    needs_shared, random_mel, tokens_of,
+    needs_shared, random_mel, tokens_of, window_passes,
 )  # fmt: skip
 from oracle import hf_tokens
 from test_longform import asr_pipeline
@@ -25,7 +25,7 @@ from distilwhisper import DistilWhisperError, TranscribeOptions, load_model
 from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.beam_search import BeamSearch, beam_search
 from distilwhisper.compiled import compiled_steps
-from distilwhisper.decoding import Decoding, TimestampRules, decode_in_passes
+from distilwhisper.decoding import Decoding, TimestampRules
 from distilwhisper.weights import load_whisper
 from distilwhisper.windows import Engine
 
@@ -176,7 +176,7 @@ def test_timestamps_passes_equal_generate(random_checkpoint, num_beams=3):
     engine, beams = Engine.eager(ours), BeamSearch(num_beams)
     engine.prepare(mel)
     first = engine.decode(prompts, decoding, beams)
-    got = tokens_of(decode_in_passes(partial(engine.decode, decoding=decoding, beams=beams), engine.prepare, mel, first,
+    got = tokens_of(window_passes(partial(engine.decode, decoding=decoding, beams=beams), engine.prepare, mel, first,
                                      prompts, T0))  # fmt: skip
     assert got == [[t for t in row if t != EOT] for row in expected]
     assert any(b < a for t in got for a, b in zip(t, t[1:]) if a >= T0 and b >= T0)  # several passes

@@ -11,7 +11,7 @@ from helpers import ROOT
 PACKAGE = ROOT / "distilwhisper"
 # Bottom to top: each module may import only those before it.
 LAYERS = [
-    "errors", "version", "languages", "devices", "audio", "model", "alignment", "weights", "tokenizer", "longform", "words",
+    "errors", "version", "languages", "devices", "audio", "model", "alignment", "weights", "tokenizer", "longform", "sequential", "words",
     "decoding", "beam_search", "speculative", "compiled", "options", "plan", "inputs", "windows", "transcribe", "subtitles",
     "cli", "evaluate.normalizer", "evaluate.wer", "evaluate", "evaluate.__main__",
     "scale.sources", "scale.rows", "scale.job", "scale.store", "scale.replica", "scale.runner", "scale.command", "scale",
@@ -48,7 +48,10 @@ def test_every_module_is_placed_and_imports_only_the_ones_below_it():
 
 
 def test_longform_is_arithmetic_on_samples_and_tokens():
-    """Chunk geometry and stitching import nothing above the audio constants: no model, no decoding."""
+    """Chunk geometry and stitching, and a sequential pass's segments, import nothing above the audio constants (and
+    longform's Span): no model, no decoding."""
     assert package_imports(PACKAGE / "longform.py") <= {"audio", "errors"}
-    assert "torch" not in {alias.name.split(".")[0] for node in ast.walk(ast.parse((PACKAGE / "longform.py").read_text()))
-                           if isinstance(node, ast.Import) for alias in node.names}
+    assert package_imports(PACKAGE / "sequential.py") <= {"audio", "longform"}
+    for module in ("longform.py", "sequential.py"):
+        assert "torch" not in {alias.name.split(".")[0] for node in ast.walk(ast.parse((PACKAGE / module).read_text()))
+                               if isinstance(node, ast.Import) for alias in node.names}

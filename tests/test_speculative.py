@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from helpers import (AUDIO_DIR, BASE_MODEL, EOT, NO_SPEECH, NO_TIMESTAMPS, PROMPT, T0, TINY_CONFIGS, checkpoint_rules,
-                     decode, needs_compiler, needs_shared, tokens_of)  # fmt: skip
+                     decode, needs_compiler, needs_shared, tokens_of, window_passes)  # fmt: skip
 from distilwhisper import DistilWhisperError, load_audio, load_model, log_mel_spectrogram, pad_or_trim
-from distilwhisper.decoding import Decoding, TimestampRules, decode_in_passes
+from distilwhisper.decoding import Decoding, TimestampRules
 from distilwhisper.speculative import Assistant, Fixed, Heuristic, load_assistant, speculative_decode
 from distilwhisper.weights import load_whisper
 from distilwhisper.windows import Engine
@@ -215,7 +215,7 @@ def with_timestamps_both_ways(model, assistant, mel, rules, max_new_tokens):
     def passes(engine):
         engine.prepare(mel)
         first = engine.decode(prompts, decoding)
-        return decode_in_passes(partial(engine.decode, decoding=decoding), engine.prepare, mel, first, prompts, T0)
+        return window_passes(partial(engine.decode, decoding=decoding), engine.prepare, mel, first, prompts, T0)
 
     return passes(Engine.eager(model)), passes(Engine.eager(model, assistant))
 

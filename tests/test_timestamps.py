@@ -22,10 +22,10 @@ import pytest
 import torch
 
 from helpers import (AUDIO_DIR, BASE_MODEL, EOT, GREEDY, NO_SPEECH, NO_TIMESTAMPS, T0, TINY_CONFIGS, checkpoint_rules,
-                     needs_shared, pipeline_ready, tokens_of)  # fmt: skip
+                     needs_shared, pipeline_ready, tokens_of, window_passes)  # fmt: skip
 from distilwhisper import Segment, TranscribeOptions, load_model
 from distilwhisper.audio import SAMPLE_RATE
-from distilwhisper.decoding import Decoding, TimestampRules, decode_in_passes, finished_segments
+from distilwhisper.decoding import Decoding, TimestampRules, finished_segments
 from distilwhisper.longform import Chunk, Span, chunk_audio, stitch_with_timestamps
 from distilwhisper.weights import load_whisper
 from distilwhisper.windows import Engine
@@ -163,7 +163,7 @@ def test_generated_tokens_equal_generate_with_timestamps(tiny_checkpoint, max_in
     engine, prompts = Engine.eager(model), [PROMPT] * len(mel)
     engine.prepare(mel)
     first = engine.decode(prompts, decoding)
-    got = tokens_of(decode_in_passes(partial(engine.decode, decoding=decoding), engine.prepare, mel, first, prompts, T0))
+    got = tokens_of(window_passes(partial(engine.decode, decoding=decoding), engine.prepare, mel, first, prompts, T0))
     for row, tokens in zip(expected, got):
         while row and row[-1] == EOT:
             row.pop()
