@@ -425,6 +425,9 @@ def is_int8(module: torch.nn.Module) -> bool:
     return any(isinstance(m, Int8Linear) for m in module.modules())
 
 
+RANGE = torch.tensor([-1.0, 1.0])  # the two input columns that fix the activations' range (`Int8Linear`)
+
+
 class Int8Linear(torch.nn.Module):
     """A linear layer in int8: weights with one scale per output row, activations with one scale per token,
     products summed in int32 (fbgemm's int8 GEMM, on packed weights) and scaled back to float.
@@ -437,12 +440,15 @@ class Int8Linear(torch.nn.Module):
 
     fbgemm quantises its whole input with one scale, so each row is scaled to an absolute maximum of 1 first and
     scaled back after: per-token quantisation from a per-tensor kernel. (One scale for the whole input, torch's
-    dynamic quantisation as it comes, lost words and punctuation on whisper-base's encoder.) fbgemm reads
-    float32, so a bfloat16 network (the bfloat16 model's int8 self-draft) converts on the way in and out."""
+    dynamic quantisation as it comes, lost words and punctuation on whisper-base's encoder.) The kernel takes its
+    range from the input's own minimum and maximum, so every row also carries the two values -1 and 1, in two
+    input columns whose weights are zero: the range is always [-1, 1], and a row's product is the same whoever
+    shares its batch (one token in a greedy step, five in a speculative check). fbgemm reads float32, so a
+    bfloat16 network (the bfloat16 model's int8 self-draft) converts on the way in and out."""
 
     def __init__(self, linear: torch.nn.Linear):
         super().__init__()
-        weight = linear.weight.detach().float()
+        weight = torch.cat([linear.weight.detach().float(), torch.zeros(linear.out_features, len(RANGE))], 1)
         scales = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
         zero_points = torch.zeros(len(scales), dtype=torch.long)
         # torch announces that its quantised tensors will go (to torchao): nothing a user can act on.
@@ -457,7 +463,8 @@ class Int8Linear(torch.nn.Module):
         rows = x.float()
         loudest = rows.abs().amax(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny)
         # reduce_range: 7-bit activations, so that the AVX2 kernel's 16-bit pair sums cannot saturate.
-        y = torch.ops.quantized.linear_dynamic(rows / loudest, self.packed, True)
+        ranged = torch.cat([rows / loudest, RANGE.expand(*rows.shape[:-1], 2)], dim=-1)
+        y = torch.ops.quantized.linear_dynamic(ranged, self.packed, True)
         y = y * loudest if self.bias is None else torch.addcmul(self.bias, y, loudest)
         return y.to(x.dtype)
 

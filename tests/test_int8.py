@@ -47,6 +47,20 @@ def test_int8_linear_quantises_each_token_with_its_own_scale():
     assert row_errors(got.float(), expected).max().item() < ROW_TOLERANCE + 1e-2
 
 
+def test_int8_linear_gives_a_row_the_same_output_whoever_shares_its_batch():
+    """One token alone (a greedy step) and the same token among others (a speculative check, a batch) give
+    bit-identical outputs: the activations' range does not depend on the other rows."""
+    generator = torch.Generator().manual_seed(11)
+    linear = torch.nn.Linear(64, 96)
+    layer = Int8Linear(linear)
+    x = torch.randn(6, 64, generator=generator)
+    x[:, :32] = x[:, :32].abs()  # rows whose most negative value is smaller than their largest: alone, lopsided
+    with torch.no_grad():
+        together = layer(x)
+        alone = torch.cat([layer(row[None]) for row in x])
+    assert torch.equal(together, alone)
+
+
 def test_int8_linears_unties_the_output_projection(random_checkpoint):
     model = int8_linears(load_whisper(random_checkpoint(0)))
     assert is_int8(model) and not any(isinstance(m, torch.nn.Linear) for m in model.modules())
