@@ -425,7 +425,9 @@ def is_int8(module: torch.nn.Module) -> bool:
     return any(isinstance(m, Int8Linear) for m in module.modules())
 
 
-RANGE = torch.tensor([-1.0, 1.0])  # the two input columns that fix the activations' range (`Int8Linear`)
+# Activations in [-1, 1] as 7-bit unsigned integers (0 to 128 around 64), so that the AVX2 kernel's sums of two
+# products in 16 bits cannot saturate: torch's `reduce_range`.
+ACTIVATION_SCALE, ACTIVATION_ZERO_POINT = 2 / 127, 64
 
 
 class Int8Linear(torch.nn.Module):
@@ -440,15 +442,14 @@ class Int8Linear(torch.nn.Module):
 
     fbgemm quantises its whole input with one scale, so each row is scaled to an absolute maximum of 1 first and
     scaled back after: per-token quantisation from a per-tensor kernel. (One scale for the whole input, torch's
-    dynamic quantisation as it comes, lost words and punctuation on whisper-base's encoder.) The kernel takes its
-    range from the input's own minimum and maximum, so every row also carries the two values -1 and 1, in two
-    input columns whose weights are zero: the range is always [-1, 1], and a row's product is the same whoever
+    dynamic quantisation as it comes, lost words and punctuation on whisper-base's encoder.) The scale is fixed
+    at [-1, 1] rather than read from the input's minimum and maximum, so a row's product is the same whoever
     shares its batch (one token in a greedy step, five in a speculative check). fbgemm reads float32, so a
     bfloat16 network (the bfloat16 model's int8 self-draft) converts on the way in and out."""
 
     def __init__(self, linear: torch.nn.Linear):
         super().__init__()
-        weight = torch.cat([linear.weight.detach().float(), torch.zeros(linear.out_features, len(RANGE))], 1)
+        weight = linear.weight.detach().float()
         scales = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
         zero_points = torch.zeros(len(scales), dtype=torch.long)
         # torch announces that its quantised tensors will go (to torchao): nothing a user can act on.
@@ -462,9 +463,9 @@ class Int8Linear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.float()
         loudest = rows.abs().amax(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny)
-        # reduce_range: 7-bit activations, so that the AVX2 kernel's 16-bit pair sums cannot saturate.
-        ranged = torch.cat([rows / loudest, RANGE.expand(*rows.shape[:-1], 2)], dim=-1)
-        y = torch.ops.quantized.linear_dynamic(ranged, self.packed, True)
+        y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+            rows / loudest, ACTIVATION_SCALE, ACTIVATION_ZERO_POINT, self.packed
+        )
         y = y * loudest if self.bias is None else torch.addcmul(self.bias, y, loudest)
         return y.to(x.dtype)
 
