@@ -8,6 +8,7 @@ needs no forcing.
 """
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -222,15 +223,16 @@ def test_a_given_language_is_not_detected(detecting_checkpoint, monkeypatch):
 
 @needs_shared
 def test_real_speech_detects_english_as_transformers_does():
-    """Every short file: transformers detects <|en|>; we detect the same, per input of a batch."""
+    """Ten short files drawn from the manifest: transformers detects <|en|>; we detect the same, per input of a
+    batch. (Ten, not all: each side encodes every file, and the other real-speech tests read all of them.)"""
     from distilwhisper.audio import load_audio
 
-    files = [path for path, _ in read_manifest()]
+    files = random.Random(8).sample([path for path, _ in read_manifest()], 10)
     audio = [load_audio(path) for path in files]
     hf = oracle(BASE_MODEL)
     expected = hf.detect_language(input_features=features(audio)).tolist()
     model = load_model(BASE_MODEL, device="cpu")
-    got = [r.language for r in model.transcribe(files, max_new_tokens=1, batch_size=16)]
+    got = [r.language for r in model.transcribe(files, max_new_tokens=1, batch_size=10)]
     assert expected == [model.tokenizer.language_token("en")] * len(files)
     assert got == ["en"] * len(files)
 
