@@ -25,8 +25,8 @@ setup(
     extras_require={
         # The oracle (transformers) and the speed anchor (faster-whisper): tests and benchmarks only.
         # hypothesis: property tests; jiwer: the eval extra's, so CI tests `distilwhisper.evaluate`; ray[data]: the
-        # scale extra's, so CI runs the scale runner on a local Ray.
-        "test": ["pytest>=8", "transformers>=5.17,<6", "mypy>=1.10", "av>=12", "hypothesis>=6.100", "jiwer>=3.0",
+        # scale extra's, so CI runs the scale runner on a local Ray; pytest-xdist: the suite on two processes.
+        "test": ["pytest>=8", "pytest-xdist>=3", "transformers>=5.17,<6", "mypy>=1.10", "av>=12", "hypothesis>=6.100", "jiwer>=3.0",
                  "ray[data]>=2.40", "pyarrow>=14"],
         "bench": ["transformers>=5.17,<6", "faster-whisper>=1.0"],
         # PyAV: FFmpeg's libraries in a wheel, to decode mp3/flac/ogg... where no ffmpeg executable is installed.

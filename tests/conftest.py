@@ -22,6 +22,15 @@ def pytest_configure(config):
     # The log names the slowest tests (CI runs the README's command as it is), so the suite's time stays in view.
     if config.option.durations is None:
         config.option.durations = 30
+    # pytest-xdist's workers share the cores rather than each spinning up a thread per core; the commands tests run
+    # inherit the same share through OMP_NUM_THREADS.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
