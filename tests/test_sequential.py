@@ -4,7 +4,7 @@ return_segments=True): tokens, text and every segment's times and text, batched 
 
 Random-weight checkpoints on synthetic audio (they stop mid-segment often, so passes start mid-window) and
 whisper-base on real speech: a long shared file, and concatenations of shared short files with short pauses.
-generate() is always called greedy (`num_beams=1`).
+generate() is called greedy (`num_beams=1`) unless a test names its beams.
 """
 
 import numpy as np
@@ -23,7 +23,7 @@ from test_timestamps import T0, timestamps_checkpoint, ts  # noqa: F401 - the fi
 A, B, C = 400, 401, 402  # text tokens
 
 
-def generate_long_form(model_dir, samples: list[np.ndarray], **generation) -> list[tuple[list[int], str, list[Segment]]]:
+def generate_long_form(model_dir, samples: list[np.ndarray], num_beams: int = 1, **generation) -> list[tuple[list[int], str, list[Segment]]]:
     """The oracle: each input's text tokens, text and segments from generate()'s long form, as one batch."""
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizer
 
@@ -31,7 +31,7 @@ def generate_long_form(model_dir, samples: list[np.ndarray], **generation) -> li
         samples, sampling_rate=SAMPLE_RATE, return_tensors="pt", truncation=False, padding="longest", return_attention_mask=True)
     oracle = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
     out = oracle.generate(features.input_features, attention_mask=features.attention_mask, return_timestamps=True,
-                          return_segments=True, num_beams=1, do_sample=False, **generation)  # fmt: skip
+                          return_segments=True, num_beams=num_beams, do_sample=False, **generation)  # fmt: skip
     tokenizer = WhisperTokenizer.from_pretrained(model_dir)
     results = []
     for sequence, segments in zip(out["sequences"], out["segments"]):
@@ -80,6 +80,21 @@ def test_random_weights_equal_generate_long_form(timestamps_checkpoint, seconds)
     assert sum(len(r.segments) for r in got) > 2 * len(got)  # passes that start mid-window, not one segment per window
     plain = model.transcribe(samples, language="en", max_new_tokens=12, no_speech_threshold=None, long_form="sequential")
     assert [(r.text, r.tokens, r.segments) for r in plain] == [(r.text, r.tokens, []) for r in got]  # segments when asked
+
+
+@pytest.mark.parametrize("beams", [2, 4])
+def test_random_weights_with_beams_equal_generate_long_form_with_beams(timestamps_checkpoint, beams):
+    samples = [synthetic_speech(int(s * SAMPLE_RATE) + 31, seed=i + 11) for i, s in enumerate([52.7, 33.4])]
+    expected = generate_long_form(timestamps_checkpoint, samples, num_beams=beams, language="en", task="transcribe",
+                                  max_new_tokens=12)  # fmt: skip
+    model = load_model(timestamps_checkpoint, device="cpu", dtype="float32")
+    got = model.transcribe(samples, language="en", max_new_tokens=12, no_speech_threshold=None, return_timestamps=True,
+                           long_form="sequential", num_beams=beams)  # fmt: skip
+    for result, oracle in zip(got, expected):
+        assert_equal(result, oracle)
+    greedy = model.transcribe(samples, language="en", max_new_tokens=12, no_speech_threshold=None,
+                              return_timestamps=True, long_form="sequential")  # fmt: skip
+    assert [r.tokens for r in got] != [r.tokens for r in greedy]  # the beams chose differently somewhere
 
 
 def test_short_inputs_beside_long_ones_are_decoded_as_ever(timestamps_checkpoint):
