@@ -124,7 +124,7 @@ def engine(name: str, model: str, device: str, dtype: str, batch_size: int, max_
     transcribe = ours(model, device, PRECISION_ENGINES.get(name, dtype), compile=compile, language="en", batch_size=batch_size,
                       max_new_tokens=None if sequential else max_new_tokens, num_beams=num_beams, long_form=long_form)  # fmt: skip
     # A list of files (`batched_files`) comes back as their texts.
-    return lambda audio: transcribe(audio).text if isinstance(audio, str) else [r.text for r in transcribe(audio)]
+    return lambda audio: [r.text for r in transcribe(audio)] if isinstance(audio, list) else transcribe(audio).text
 
 
 def batched_files(args: argparse.Namespace) -> bool:
