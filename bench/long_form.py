@@ -4,8 +4,8 @@ Each engine and batch size runs in its own child process (so its peak memory is 
 count, greedy (or --num-beams N), English, max_new_tokens=128 per chunk, from the audio file to the text: ours
 streams the file (`model.transcribe(path)`), the pipeline reads it whole (its ffmpeg_read). Each file is timed
 --runs times (median) after one warm-up call on its first 35 s; our sequential long form at a batch size above 1
-times every file in one call instead (`transcribe(paths)`), since it batches windows of several files, not of one. faster-whisper (`--engines ... faster-whisper`)
-runs its own long-form algorithms, with timestamps: at batch size 1 one 30 s window at a time, each starting where
+times every file in one call instead (`transcribe(paths)`), since it batches windows of several files, not of one.
+faster-whisper (`--engines ... faster-whisper`) runs its own long-form algorithms, with timestamps: at batch size 1 one 30 s window at a time, each starting where
 the last one's final timestamp ends; above 1 its BatchedInferencePipeline (speech found by its VAD, cut into
 windows of up to 30 s, a batch at a time), and its own token limit per window. Not our text, so read its speed beside its WER: where the files have
 references (a `.segments.tsv` beside each, as the long fixtures do), every engine's WER (Distil-Whisper's recipe,
@@ -151,11 +151,11 @@ def child(args: argparse.Namespace) -> dict:
         write_wav(warm_up, np.concatenate(list(itertools.islice(stream_audio(args.audio[0]), 4)))[: 35 * SAMPLE_RATE])
         run(str(warm_up))
     files: list[dict] = []
-    clock = Clock(args.device)
-    if batched_files(args):
-        together: list[list[str]] = []
-        wall_s = clock.time(lambda: together.append(run(args.audio)), args.runs, warm_up=False)
-        files = [{"file": Path(path).name, "audio_s": audio_duration(path), "text": text} for path, text in zip(args.audio, together[-1])]
+    clock, together = Clock(args.device), batched_files(args)
+    if together:
+        batches: list[list[str]] = []
+        wall_s = clock.time(lambda: batches.append(run(args.audio)), args.runs, warm_up=False)
+        files = [{"file": Path(path).name, "audio_s": audio_duration(path), "text": text} for path, text in zip(args.audio, batches[-1])]
     else:
         for path in args.audio:
             texts: list[str] = []
@@ -165,7 +165,7 @@ def child(args: argparse.Namespace) -> dict:
     name = f"{args.child} {args.long_form[0]}" if args.child.startswith("distilwhisper") else args.child
     return {"engine": name, "dtype": PRECISION_ENGINES.get(args.child, args.dtype), "batch_size": args.batch,
             "load_s": load_s, "peak_rss_mib": peak_rss_mib(), "cuda_max_allocated_mib": peak.mib(), "wall_s": wall_s,
-            "files_together": batched_files(args), "files": files}  # fmt: skip
+            "files_together": together, "files": files}  # fmt: skip
 
 
 def reference(path: str) -> str | None:

@@ -88,12 +88,11 @@ def test_random_weights_with_beams_equal_generate_long_form_with_beams(timestamp
     expected = generate_long_form(timestamps_checkpoint, samples, num_beams=beams, language="en", task="transcribe",
                                   max_new_tokens=12)  # fmt: skip
     model = load_model(timestamps_checkpoint, device="cpu", dtype="float32")
-    got = model.transcribe(samples, language="en", max_new_tokens=12, no_speech_threshold=None, return_timestamps=True,
-                           long_form="sequential", num_beams=beams)  # fmt: skip
+    options = dict(language="en", max_new_tokens=12, no_speech_threshold=None, return_timestamps=True, long_form="sequential")
+    got = model.transcribe(samples, num_beams=beams, **options)
     for result, oracle in zip(got, expected):
         assert_equal(result, oracle)
-    greedy = model.transcribe(samples, language="en", max_new_tokens=12, no_speech_threshold=None,
-                              return_timestamps=True, long_form="sequential")  # fmt: skip
+    greedy = model.transcribe(samples, **options)
     assert [r.tokens for r in got] != [r.tokens for r in greedy]  # the beams chose differently somewhere
 
 
